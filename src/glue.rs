@@ -1,0 +1,56 @@
+//! Runtime helpers shared by the router and the Durable Objects: clock,
+//! randomness, settings, plain-text answers and calls between objects.
+
+use serde::Serialize;
+use worker::{Env, Method, Request, RequestInit, Response, Result, Stub};
+
+use crate::settings::Settings;
+
+pub const SESSION_BINDING: &str = "SESSIONS";
+pub const MATCHMAKER_BINDING: &str = "MATCHMAKER";
+/// The one Matchmaker instance.
+pub const MATCHMAKER_NAME: &str = "global";
+/// Internal calls use this URL; the router never forwards it from outside.
+const INTERNAL_URL: &str = "https://relay.internal/internal";
+
+pub fn now() -> f64 {
+    worker::js_sys::Date::now()
+}
+
+/// Bytes from the runtime's CSPRNG (`crypto.getRandomValues`).
+pub fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::getrandom(&mut bytes).expect("crypto.getRandomValues is always available in Workers");
+    bytes
+}
+
+pub fn settings(env: &Env) -> Settings {
+    Settings::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))
+}
+
+pub fn text(status: u16, body: &str) -> Result<Response> {
+    Ok(Response::ok(body)?.with_status(status))
+}
+
+pub fn session_stub(env: &Env, sid: &str) -> Result<Stub> {
+    env.durable_object(SESSION_BINDING)?.id_from_name(sid)?.get_stub()
+}
+
+pub fn matchmaker_stub(env: &Env) -> Result<Stub> {
+    env.durable_object(MATCHMAKER_BINDING)?.id_from_name(MATCHMAKER_NAME)?.get_stub()
+}
+
+pub fn is_internal(req: &Request) -> bool {
+    req.method() == Method::Post && req.path() == "/internal"
+}
+
+/// Posts a call to another object; returns its status and body.
+pub async fn call(stub: &Stub, body: &impl Serialize) -> Result<(u16, String)> {
+    let json = serde_json::to_string(body)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(json.into()));
+    let req = Request::new_with_init(INTERNAL_URL, &init)?;
+    let mut res = stub.fetch_with_request(req).await?;
+    let status = res.status_code();
+    Ok((status, res.text().await?))
+}

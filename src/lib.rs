@@ -1,0 +1,27 @@
+//! Askutron Relay: a WebSocket relay and matchmaker for game hosts behind
+//! firewalls, as a Cloudflare Worker.
+//!
+//! The protocol core (`protocol`, `secrets`, `session`, `matchmaking`,
+//! `stats`, `settings`) is plain Rust, unit-tested natively. The Worker glue
+//! (`router`, `session_object`, `matchmaker_object`) only exists in the wasm
+//! build and delegates every decision to the core.
+
+pub mod calls;
+pub mod matchmaking;
+pub mod protocol;
+pub mod secrets;
+pub mod session;
+pub mod settings;
+pub mod stats;
+
+/// The relay's version, from Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[cfg(target_arch = "wasm32")]
+mod glue;
+#[cfg(target_arch = "wasm32")]
+mod matchmaker_object;
+#[cfg(target_arch = "wasm32")]
+mod router;
+#[cfg(target_arch = "wasm32")]
+mod session_object;

@@ -1,0 +1,91 @@
+//! Operator settings (PROTOCOL.md section 6). Read from Worker variables at run
+//! time; the defaults below are the protocol's.
+
+/// Relay settings with the protocol's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Keep-alive period, milliseconds.
+    pub keep_alive_ms: f64,
+    /// How long a session waits for its host, milliseconds.
+    pub reconnect_ms: f64,
+    /// Clients per session and per linked group.
+    pub max_clients: u32,
+    /// Frames a socket may send per second, sustained (token bucket refill).
+    pub rate_per_second: f64,
+    /// Frames a socket may send in a burst (token bucket size).
+    pub rate_burst: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            keep_alive_ms: 30_000.0,
+            reconnect_ms: 120_000.0,
+            max_clients: 8,
+            rate_per_second: 1_000.0,
+            rate_burst: 10_000.0,
+        }
+    }
+}
+
+/// Highest `MAX_CLIENTS` accepted: client ids must stay readable and a linked
+/// group's id space small.
+pub const MAX_CLIENTS_LIMIT: u32 = 1000;
+
+impl Settings {
+    /// Builds settings from a variable lookup. A value that does not parse, or
+    /// is out of range, keeps the default: a typo must not take the relay down.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Settings {
+        let d = Settings::default();
+        let seconds = |name: &str, default_ms: f64| {
+            var(name)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map_or(default_ms, |s| s * 1000.0)
+        };
+        let positive = |name: &str, default: f64| {
+            var(name)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .unwrap_or(default)
+        };
+        Settings {
+            keep_alive_ms: seconds("KEEP_ALIVE_SECONDS", d.keep_alive_ms),
+            reconnect_ms: seconds("RECONNECT_SECONDS", d.reconnect_ms),
+            max_clients: var("MAX_CLIENTS")
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .filter(|n| (1..=MAX_CLIENTS_LIMIT).contains(n))
+                .unwrap_or(d.max_clients),
+            rate_per_second: positive("RATE_LIMIT_PER_SECOND", d.rate_per_second),
+            rate_burst: positive("RATE_LIMIT_BURST", d.rate_burst),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_protocols() {
+        let s = Settings::from_vars(|_| None);
+        assert_eq!(s.keep_alive_ms, 30_000.0);
+        assert_eq!(s.reconnect_ms, 120_000.0);
+        assert_eq!(s.max_clients, 8);
+    }
+
+    #[test]
+    fn variables_override_and_bad_values_fall_back() {
+        let s = Settings::from_vars(|k| match k {
+            "KEEP_ALIVE_SECONDS" => Some("0.5".into()),
+            "RECONNECT_SECONDS" => Some("nope".into()),
+            "MAX_CLIENTS" => Some("3".into()),
+            _ => None,
+        });
+        assert_eq!(s.keep_alive_ms, 500.0);
+        assert_eq!(s.reconnect_ms, 120_000.0);
+        assert_eq!(s.max_clients, 3);
+        let s = Settings::from_vars(|k| (k == "MAX_CLIENTS").then(|| "0".into()));
+        assert_eq!(s.max_clients, 8);
+    }
+}

@@ -1,0 +1,271 @@
+// PROTOCOL.md sections 1–3, 5 and 6 against the real runtime: the built worker
+// under `wrangler dev`, driven by real WebSocket clients on loopback.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { startRelay, host, client, join, get, refused, Peer, ROOT } from './helpers/relay.js';
+
+const VERSION = /^version = "(.+)"$/m.exec(readFileSync(`${ROOT}/Cargo.toml`, 'utf8'))[1];
+const RECONNECT_SECONDS = 4;
+let relay;
+
+before(async () => {
+  relay = await startRelay({ vars: { KEEP_ALIVE_SECONDS: '1', RECONNECT_SECONDS: String(RECONNECT_SECONDS), MAX_CLIENTS: '3' } });
+});
+after(async () => relay?.stop());
+
+/** Asserts the host's next frame is the answer to `/version`, i.e. nothing came before it. */
+async function nothingPending(peer) {
+  peer.send('/version');
+  assert.equal(await peer.next(), `!version ${VERSION}`);
+}
+
+test('host gets session then secret; ids are v4 UUIDs, secrets 256-bit hex', async () => {
+  const h = await host(relay);
+  assert.match(h.sessionLine, /^session: [0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.match(h.secretLine, /^secret: [0-9a-f]{64}$/);
+  const h2 = await host(relay);
+  assert.notEqual(h.sid, h2.sid);
+  assert.notEqual(h.secret, h2.secret);
+  h.close(); h2.close();
+});
+
+test('a chosen id is kept', async () => {
+  const h = await host(relay, 'id=chosen-id_1.x');
+  assert.equal(h.sessionLine, 'session: chosen-id_1.x');
+  h.close();
+});
+
+test('relay both ways, multi-line, byte for byte', async () => {
+  const h = await host(relay);
+  const c = await join(relay, h);
+  assert.equal(c.id, 1);
+  c.send('hello\nsecond line: with colon');
+  assert.equal(await h.next(), '1: hello\nsecond line: with colon');
+  h.send('1: back\r\nto you: ü ✓');
+  assert.equal(await c.next(), 'back\r\nto you: ü ✓');
+  h.send('1: ');
+  assert.equal(await c.next(), '');
+  c.send('');
+  assert.equal(await h.next(), '1: ');
+  h.close();
+});
+
+test('unknown client and invalid frames', async () => {
+  const h = await host(relay);
+  h.send('5: x');
+  assert.equal(await h.next(), 'unknown: 5');
+  for (const bad of ['hello', '5:x', '-1: x', '/nonsense', '', '1 : x', '/join-session master slave']) {
+    h.send(bad);
+    assert.equal(await h.next(), 'invalid', JSON.stringify(bad));
+  }
+  // `0:` without a link does nothing at all.
+  h.send('0: anyone?');
+  await nothingPending(h);
+  h.close();
+});
+
+test('/version answers the Cargo.toml version', async () => {
+  const h = await host(relay);
+  h.send('/version');
+  assert.equal(await h.next(), `!version ${VERSION}`);
+  h.close();
+});
+
+test('clients get the smallest free id; disconnects are announced', async () => {
+  const h = await host(relay);
+  const c1 = await join(relay, h);
+  const c2 = await join(relay, h);
+  assert.deepEqual([c1.id, c2.id], [1, 2]);
+  c1.close();
+  assert.equal(await h.next(), 'disconnected: 1');
+  const c3 = await join(relay, h);
+  assert.equal(c3.id, 1);
+  h.close();
+});
+
+test('a client uuid keeps its id, keeps it from others, and replaces its older socket', async () => {
+  const h = await host(relay);
+  const a = await join(relay, h, 'client=player-a');
+  assert.equal(a.id, 1);
+  a.close();
+  assert.equal(await h.next(), 'disconnected: 1');
+  const other = await join(relay, h);
+  assert.equal(other.id, 2, 'id 1 stays reserved for player-a');
+  const back = await join(relay, h, 'client=player-a');
+  assert.equal(back.id, 1);
+  // Same uuid while still connected: the older socket is replaced.
+  const again = await client(relay, h.sid, 'client=player-a');
+  assert.deepEqual(await back.closed(), { code: 4002, reason: 'replaced' });
+  assert.deepEqual(await h.take(2), ['disconnected: 1', 'connected: 1']);
+  again.send('still me');
+  assert.equal(await h.next(), '1: still me');
+  await nothingPending(h);
+  h.close();
+});
+
+test('a full session refuses the client with an error and 4003; the host hears nothing', async () => {
+  const h = await host(relay);
+  const clients = [];
+  for (let i = 0; i < 3; i++) clients.push(await join(relay, h));
+  const extra = await client(relay, h.sid);
+  assert.equal(await extra.next(), 'error: no slots available, max clients reached');
+  assert.deepEqual(await extra.closed(), { code: 4003, reason: 'session full' });
+  await nothingPending(h);
+  h.close();
+});
+
+test('binary frames close the sender with 1003; the others carry on', async () => {
+  const h = await host(relay);
+  const bad = await join(relay, h);
+  const good = await join(relay, h);
+  bad.send(Buffer.from([1, 2, 3]));
+  assert.equal((await bad.closed()).code, 1003);
+  assert.equal(await h.next(), `disconnected: ${bad.id}`);
+  good.send('fine');
+  assert.equal(await h.next(), `${good.id}: fine`);
+  h.close();
+});
+
+test('a binary frame from the host closes the host with 1003, not the clients', async () => {
+  const h = await host(relay);
+  const c = await join(relay, h);
+  h.send(Buffer.from([0]));
+  assert.equal((await h.closed()).code, 1003);
+  const back = await host(relay, `id=${h.sid}&secret=${h.secret}`);
+  assert.equal(await back.next(), 'connected: 1');
+  c.send('still here');
+  assert.equal(await back.next(), '1: still here');
+  back.close();
+});
+
+test('frames over 1 MiB close the sender with 1009; exactly 1 MiB passes', async () => {
+  const h = await host(relay);
+  const c = await join(relay, h);
+  const big = 'x'.repeat(1024 * 1024);
+  c.send(big);
+  assert.equal(await h.next(), `${c.id}: ${big}`);
+  c.send(big + 'y');
+  assert.equal((await c.closed()).code, 1009);
+  assert.equal(await h.next(), `disconnected: ${c.id}`);
+  h.close();
+});
+
+test('HTTP answers: 426, 404, 409, 400', async () => {
+  let r = await get(relay, '/session');
+  assert.equal(r.status, 426);
+  assert.match(r.body, /WebSocket/i);
+  r = await get(relay, '/session/some-id');
+  assert.equal(r.status, 426);
+  assert.deepEqual(await refused(relay, '/session/never-made'), { status: 404, body: 'Session not found' });
+  const h = await host(relay);
+  assert.deepEqual(await refused(relay, `/session?id=${h.sid}`), { status: 409, body: 'Session already exists' });
+  assert.deepEqual(await refused(relay, `/session?id=${h.sid}&secret=wrong`),
+    { status: 404, body: 'Could not connect to session (not found or invalid secret)' });
+  assert.deepEqual(await refused(relay, `/session?id=no-such-session&secret=${h.secret}`),
+    { status: 404, body: 'Could not connect to session (not found or invalid secret)' });
+  for (const [path, name] of [
+    ['/session?id=', 'id'], [`/session?id=${'a'.repeat(129)}`, 'id'], ['/session?id=a%20b', 'id'],
+    ['/session/a%2Fb', 'session id'], [`/session/${'a'.repeat(129)}`, 'session id'],
+    [`/session/${h.sid}?client=bad%20uuid`, 'client'], [`/session/${h.sid}?client=`, 'client'],
+  ]) {
+    const res = await refused(relay, path);
+    assert.equal(res.status, 400, path);
+    assert.ok(res.body.includes(name), `${path}: ${res.body}`);
+  }
+  assert.equal((await get(relay, '/nope')).status, 404);
+  assert.equal((await get(relay, '/session/x/y')).status, 400);
+  // None of this disturbed the session.
+  await nothingPending(h);
+  h.close();
+});
+
+test('take-over: old host closed 4001, same secret, connected replay ascending', async () => {
+  const h = await host(relay);
+  const c1 = await join(relay, h);
+  const c2 = await join(relay, h);
+  const c3 = await join(relay, h);
+  c2.close();
+  assert.equal(await h.next(), 'disconnected: 2');
+  const h2 = new Peer(`${relay.ws}/session?id=${h.sid}&secret=${h.secret}`);
+  assert.deepEqual(await h2.take(4), [`session: ${h.sid}`, `secret: ${h.secret}`, 'connected: 1', 'connected: 3']);
+  assert.deepEqual(await h.closed(), { code: 4001, reason: 'taken over' });
+  c3.send('to the new host');
+  assert.equal(await h2.next(), '3: to the new host');
+  h2.send('1: from the new host');
+  assert.equal(await c1.next(), 'from the new host');
+  h2.close();
+});
+
+test('reconnect window: client messages are kept in order and delivered after the take-over', async () => {
+  const h = await host(relay);
+  const c1 = await join(relay, h);
+  const c2 = await join(relay, h);
+  h.close();
+  await h.closed();
+  c1.send('m1'); c2.send('m2'); c1.send('m3\nmulti');
+  // Each queued message is stored before the next frame is read; a round trip
+  // through a fresh client's connect makes sure all three were processed.
+  const probe = await client(relay, h.sid);
+  const h2 = new Peer(`${relay.ws}/session?id=${h.sid}&secret=${h.secret}`);
+  assert.deepEqual(await h2.take(8), [
+    `session: ${h.sid}`, `secret: ${h.secret}`, 'connected: 1', 'connected: 2', 'connected: 3',
+    '1: m1', '2: m2', '1: m3\nmulti',
+  ]);
+  c2.send('live again');
+  assert.equal(await h2.next(), '2: live again');
+  probe.close();
+  h2.close();
+});
+
+test('the window runs out: clients closed 4004, the id is free again', async () => {
+  const h = await host(relay);
+  const c = await join(relay, h);
+  h.close();
+  assert.deepEqual(await c.closed((RECONNECT_SECONDS + 10) * 1000), { code: 4004, reason: 'session closed' });
+  assert.deepEqual(await refused(relay, `/session/${h.sid}`), { status: 404, body: 'Session not found' });
+  assert.deepEqual(await refused(relay, `/session?id=${h.sid}&secret=${h.secret}`).then((r) => r.status), 404);
+  const fresh = await host(relay, `id=${h.sid}`);
+  assert.notEqual(fresh.secret, h.secret);
+  fresh.close();
+});
+
+test('reconnect=false ends the session when the host leaves', async () => {
+  const h = await host(relay, 'reconnect=false');
+  const c1 = await join(relay, h);
+  const c2 = await join(relay, h);
+  h.close();
+  assert.deepEqual(await c1.closed(), { code: 4004, reason: 'session closed' });
+  assert.deepEqual(await c2.closed(), { code: 4004, reason: 'session closed' });
+  const again = await host(relay, `id=${h.sid}`);
+  assert.equal(again.sessionLine, `session: ${h.sid}`);
+  again.close();
+});
+
+test('the queue for an absent host holds 256 KiB; past that the sender gets 1013', async () => {
+  const h = await host(relay);
+  const c = await join(relay, h);
+  const other = await join(relay, h);
+  h.close();
+  await h.closed();
+  const chunk = 'q'.repeat(100 * 1024);
+  c.send(chunk); c.send(chunk); c.send(chunk);
+  assert.deepEqual(await c.closed(), { code: 1013, reason: 'host unavailable' });
+  const h2 = new Peer(`${relay.ws}/session?id=${h.sid}&secret=${h.secret}`);
+  const frames = await h2.take(5);
+  assert.deepEqual(frames.slice(0, 3), [`session: ${h.sid}`, `secret: ${h.secret}`, `connected: ${other.id}`]);
+  assert.deepEqual(frames.slice(3), [`${c.id}: ${chunk}`, `${c.id}: ${chunk}`]);
+  await nothingPending(h2);
+  h2.close();
+});
+
+test('keep-alive text reaches hosts and clients and is never relayed', async () => {
+  const h = await host(relay, 'keepAlive=host-ping');
+  const c = await join(relay, h, 'keepAlive=client-ping');
+  assert.equal(await c.next(4000), 'client-ping');
+  assert.equal(await c.next(4000), 'client-ping');
+  // The host only ever sees its own keep-alive, never the client's.
+  const seen = await h.take(2, 4000);
+  assert.deepEqual(seen, ['host-ping', 'host-ping']);
+  h.close();
+});
