@@ -1,0 +1,111 @@
+// State survives the runtime dropping the Session object's memory: eviction of
+// a hibernated object (workerd evicts one whose sockets are all hibernated
+// after ~10 s idle) and a restart of `wrangler dev` on the same --persist-to.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startRelay, host, client, join, Peer } from './helpers/relay.js';
+
+const CONSTRUCTED = /lifecycle: session object constructed/;
+const relays = [];
+after(async () => Promise.all(relays.map((r) => r.stop())));
+
+async function relayWith(options) {
+  const relay = await startRelay(options);
+  relays.push(relay);
+  return relay;
+}
+
+/**
+ * Idles until the runtime has evicted the object, proven by its constructor
+ * running again when `poke` next reaches it. Eviction has no event to await:
+ * idling is the thing under test, so this waits in idle periods and checks
+ * after each one; it fails if the object is never evicted.
+ */
+async function idleUntilEvicted(relay, poke) {
+  const before = relay.count(CONSTRUCTED);
+  for (let attempt = 0; attempt < 4; attempt++) {
+    await sleep(12_000);
+    await poke();
+    if (relay.count(CONSTRUCTED) > before) return;
+  }
+  assert.fail('the runtime never evicted the session object');
+}
+
+test('a session works across eviction: ids, uuids, secret, relay', async () => {
+  const relay = await relayWith({ vars: { LOG_LIFECYCLE: 'true' } });
+  const h = await host(relay);
+  const a = await join(relay, h, 'client=alice');
+  const b = await join(relay, h);
+  a.close();
+  assert.equal(await h.next(), 'disconnected: 1');
+  let n = 0;
+  await idleUntilEvicted(relay, async () => {
+    b.send(`ping ${++n}`);
+    assert.equal(await h.next(), `2: ping ${n}`);
+  });
+  // Memory is gone; what it knew must come back from storage and attachments.
+  h.send('2: pong');
+  assert.equal(await b.next(), 'pong');
+  const stranger = await join(relay, h);
+  assert.equal(stranger.id, 3, 'id 1 is still kept for alice');
+  const back = await join(relay, h, 'client=alice');
+  assert.equal(back.id, 1);
+  const h2 = new Peer(`${relay.ws}/session?id=${h.sid}&secret=${h.secret}`);
+  assert.deepEqual(await h2.take(5), [`session: ${h.sid}`, `secret: ${h.secret}`, 'connected: 1', 'connected: 2', 'connected: 3']);
+  assert.equal((await h.closed()).code, 4001);
+  h2.close();
+});
+
+test('messages queued for an absent host survive eviction, in order', async () => {
+  const relay = await relayWith({ vars: { LOG_LIFECYCLE: 'true', RECONNECT_SECONDS: '120' } });
+  const h = await host(relay);
+  const c = await join(relay, h);
+  h.close();
+  await h.closed();
+  c.send('before eviction');
+  let n = 0;
+  await idleUntilEvicted(relay, async () => {
+    // Each poke is a queued message too; a new client's connect is a round
+    // trip through the same object, so the message has been handled.
+    c.send(`queued ${++n}`);
+    const probe = await client(relay, h.sid);
+    probe.close();
+  });
+  const h2 = new Peer(`${relay.ws}/session?id=${h.sid}&secret=${h.secret}`);
+  const frames = await h2.take(4 + n);
+  assert.deepEqual(frames.slice(0, 3), [`session: ${h.sid}`, `secret: ${h.secret}`, 'connected: 1']);
+  assert.deepEqual(frames.slice(3).filter((f) => f.startsWith('1: ')), ['1: before eviction', ...Array.from({ length: n }, (_, i) => `1: queued ${i + 1}`)]);
+  h2.close();
+});
+
+test('sessions and queued messages survive a restart of wrangler dev (same --persist-to)', async () => {
+  let relay = await relayWith({ vars: { RECONNECT_SECONDS: '120' } });
+  const { persistTo, port } = relay;
+  // One session waits for its host with queued messages; one has its host connected.
+  const waiting = await host(relay);
+  const c1 = await join(relay, waiting, 'client=p1');
+  const c2 = await join(relay, waiting, 'client=p2');
+  waiting.close();
+  await waiting.closed();
+  c1.send('m1'); c2.send('m2'); c1.send('m3');
+  (await client(relay, waiting.sid)).close(); // round trip: the three are stored
+  const live = await host(relay);
+  await join(relay, live);
+
+  await relay.stop();
+  relay = await relayWith({ persistTo, port });
+
+  const back = new Peer(`${relay.ws}/session?id=${waiting.sid}&secret=${waiting.secret}`);
+  back.sid = waiting.sid;
+  assert.deepEqual(await back.take(5), [`session: ${waiting.sid}`, `secret: ${waiting.secret}`, '1: m1', '2: m2', '1: m3']);
+  const p2 = await join(relay, back, 'client=p2');
+  assert.equal(p2.id, 2, 'uuids keep their ids across the restart');
+  // The host that was connected when the runtime went down can take over.
+  const liveBack = new Peer(`${relay.ws}/session?id=${live.sid}&secret=${live.secret}`);
+  assert.deepEqual(await liveBack.take(2), [`session: ${live.sid}`, `secret: ${live.secret}`]);
+  // ...and nobody else can claim its id meanwhile.
+  const stolen = new Peer(`${relay.ws}/session?id=${live.sid}`);
+  await assert.rejects(stolen.opened, /409/);
+  back.close(); liveBack.close();
+});
