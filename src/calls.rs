@@ -40,6 +40,8 @@ pub enum MatchmakerCall {
 pub const CLIENT_UNKNOWN: &str = "unknown";
 /// Status of any call to a session that does not exist (any more).
 pub const GONE_STATUS: u16 = 410;
+/// Status of a search the Matchmaker refused because its list is full.
+pub const POOL_FULL_STATUS: u16 = 503;
 
 #[cfg(test)]
 mod tests {

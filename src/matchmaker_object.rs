@@ -16,7 +16,7 @@ use worker::{
     SqlStorage, SqlStorageValue, State,
 };
 
-use crate::calls::{MatchmakerCall, SessionCall};
+use crate::calls::{MatchmakerCall, SessionCall, POOL_FULL_STATUS};
 use crate::glue::{self, call, is_internal, now, session_stub, text};
 use crate::matchmaking::{Match, Pool, Search};
 use crate::settings::Settings;
@@ -63,6 +63,10 @@ impl DurableObject for Matchmaker {
         };
         match call {
             MatchmakerCall::Search { search } => {
+                let cap = self.settings.max_searches;
+                if self.with_pool(|pool| pool.is_full_for(&search.sid, cap)) {
+                    return text(POOL_FULL_STATUS, "too many sessions searching");
+                }
                 let friends = match &search.steam_user_id {
                     Some(steam_id) => self.friends_of(steam_id).await,
                     None => None,

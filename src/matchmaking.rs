@@ -192,6 +192,11 @@ impl Pool {
         self.searches.remove(sid)
     }
 
+    /// True if one more new search would exceed `cap`; renewing one never does.
+    pub fn is_full_for(&self, sid: &str, cap: usize) -> bool {
+        !self.searches.contains_key(sid) && self.searches.len() >= cap
+    }
+
     /// Registers (or renews) a search and makes every match it allows.
     ///
     /// `friends` are the Steam ids that are friends of the new session's host;
@@ -266,6 +271,15 @@ pub fn parse_friend_list(body: &str) -> Result<HashSet<String>, serde_json::Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pool_has_a_cap_for_new_searches_only() {
+        let mut pool = Pool::default();
+        pool.search(search("a", JoinRole::Master, 1), None, 8);
+        assert!(pool.is_full_for("b", 1));
+        assert!(!pool.is_full_for("a", 1));
+        assert!(!pool.is_full_for("b", 2));
+    }
 
     #[test]
     fn steam_friend_lists_parse() {

@@ -499,3 +499,52 @@ mod tests {
         assert_eq!(say::stats("{}"), "!stats {}");
     }
 }
+
+/// Property tests: the parser takes any text without panicking, and what it
+/// accepts means exactly what was sent.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_frame_parses_without_panic(frame in "\\PC*") {
+            let _ = parse_host_frame(&frame);
+        }
+
+        #[test]
+        fn relay_frames_round_trip(n in 1u32.., message in "(?s).*") {
+            let frame = format!("{n}: {message}");
+            let n_text = n.to_string();
+            prop_assert_eq!(parse_host_frame(&frame), HostFrame::ToClient { client: &n_text, message: &message });
+        }
+
+        #[test]
+        fn command_like_garbage_is_invalid_or_a_command(rest in "[ -~]{0,40}") {
+            let frame = format!("/{rest}");
+            match parse_host_frame(&frame) {
+                HostFrame::Invalid | HostFrame::Command(_) => {}
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+
+        #[test]
+        fn join_options_never_contradict(words in proptest::collection::vec(
+            prop_oneof!["master", "slave", "private", "ghostMode=true", "ghostMode=false", "id=s-1", "steamUserId=7", "x=y", ""], 0..6)) {
+            let frame = format!("/join-session {}", words.join(" "));
+            if let HostFrame::Command(HostCommand::JoinSession(o)) = parse_host_frame(&frame) {
+                prop_assert!(!o.private || o.role == JoinRole::Master);
+                prop_assert!(o.target.is_none() || o.role == JoinRole::Slave);
+            }
+        }
+
+        #[test]
+        fn any_query_parses_without_panic(pairs in proptest::collection::vec(("[a-zA-Z]{0,10}", "\\PC{0,300}"), 0..8)) {
+            let _ = HostParams::from_query(pairs.clone());
+            let _ = ClientParams::from_query(pairs);
+        }
+    }
+}

@@ -9,14 +9,14 @@
 //! and calls to other objects, and no `RefCell` borrow is held across them.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use worker::{
     console_error, durable_object, wasm_bindgen, DurableObject, Env, Request, Response, Result, SqlStorage,
     SqlStorageValue, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
-use crate::calls::{MatchmakerCall, SessionCall, CLIENT_UNKNOWN, GONE_STATUS};
+use crate::calls::{MatchmakerCall, SessionCall, CLIENT_UNKNOWN, GONE_STATUS, POOL_FULL_STATUS};
 use crate::glue::{self, call, is_internal, matchmaker_stub, now, random, session_stub, text};
 use crate::matchmaking::{Destination, MasterLink, Search, SlaveLink};
 use crate::protocol::{
@@ -25,7 +25,10 @@ use crate::protocol::{
     CLOSE_SESSION_FULL, CLOSE_TAKEN_OVER, CLOSE_TOO_BIG, MAX_FRAME_BYTES,
 };
 use crate::secrets;
-use crate::session::{admit_client, admit_host, next_alarm, queue_admits, HostAdmission, HostRejection, Role, SessionRecord, SocketInfo};
+use crate::session::{
+    admit_client, admit_host, next_alarm, queue_admits, HostAdmission, HostRejection, Role, SessionRecord, SocketInfo,
+    TokenBucket,
+};
 use crate::settings::Settings;
 use crate::stats::SessionCounts;
 
@@ -53,6 +56,8 @@ enum Reply {
     Stats,
     /// A linked session is gone: forget the link as if it had left.
     PeerGone,
+    /// `/join-session`: if the Matchmaker's list is full, the search is off.
+    Search,
 }
 
 enum Outgoing {
@@ -78,6 +83,8 @@ pub struct Session {
     /// Calls to other objects go out one at a time, in order.
     outbox: RefCell<VecDeque<OutgoingCall>>,
     sending: Cell<bool>,
+    /// Rate-limit buckets of the sockets that sent since the last wake-up.
+    buckets: RefCell<HashMap<u64, TokenBucket>>,
 }
 
 impl DurableObject for Session {
@@ -94,6 +101,7 @@ impl DurableObject for Session {
             alarm: Cell::new(None),
             outbox: RefCell::new(VecDeque::new()),
             sending: Cell::new(false),
+            buckets: RefCell::new(HashMap::new()),
         }
     }
 
@@ -414,12 +422,18 @@ impl Session {
 
     fn on_frame(&self, ws: &WebSocket, mut info: SocketInfo, text: &str) {
         let now = now();
-        if !info.bucket.take(now, self.settings.rate_per_second, self.settings.rate_burst) {
+        // Live buckets are kept in memory; the attachment copy only matters
+        // after hibernation, and only once a bucket runs low (an idle socket's
+        // bucket refills anyway), so the relay path rarely rewrites it.
+        let (rate, burst) = (self.settings.rate_per_second, self.settings.rate_burst);
+        let mut bucket = self.buckets.borrow().get(&info.token).copied().unwrap_or(info.bucket);
+        let allowed = bucket.take(now, rate, burst);
+        self.buckets.borrow_mut().insert(info.token, bucket);
+        if !allowed {
             return self.refuse(ws, info, CLOSE_RATE_LIMITED);
         }
-        // The bucket only needs writing back when it could run dry soon;
-        // skipping the write keeps the relay path free of attachment churn.
-        if info.bucket.tokens < self.settings.rate_burst / 2.0 {
+        if bucket.tokens < burst / 2.0 {
+            info.bucket = bucket;
             let _ = ws.serialize_attachment(&info);
         }
         let Some(record) = self.record() else { return };
@@ -511,7 +525,7 @@ impl Session {
                 let search = Search::new(&record.id, &options, record.group.used_ranges(span));
                 record.group.search = Some(options);
                 self.save(&record);
-                self.send_matchmaker(MatchmakerCall::Search { search }, Reply::Ignore);
+                self.send_matchmaker(MatchmakerCall::Search { search }, Reply::Search);
             }
             HostCommand::CloseSession => {
                 record.group.search = None;
@@ -554,6 +568,7 @@ impl Session {
 
     /// A socket is gone: a client's host hears of it, a host's session waits.
     fn depart(&self, info: &SocketInfo) {
+        self.buckets.borrow_mut().remove(&info.token);
         let Some(record) = self.record() else { return };
         let now = now();
         match info.role {
@@ -812,6 +827,17 @@ impl Session {
                 }
             }
             Reply::PeerGone => {}
+            Reply::Search if status == POOL_FULL_STATUS => {
+                // Refused: the session stops searching and admits clients
+                // again; its host hears `invalid`, the protocol's "not done".
+                let mut record = record;
+                if record.group.search.take().is_some() {
+                    record.group.thaw_if_idle();
+                    self.save(&record);
+                    self.tell_host(&record, say::INVALID);
+                }
+            }
+            Reply::Search => {}
         }
     }
 

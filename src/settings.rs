@@ -14,6 +14,8 @@ pub struct Settings {
     pub rate_per_second: f64,
     /// Frames a socket may send in a burst (token bucket size).
     pub rate_burst: f64,
+    /// Searches the Matchmaker holds at once; more are refused.
+    pub max_searches: usize,
 }
 
 impl Default for Settings {
@@ -24,6 +26,7 @@ impl Default for Settings {
             max_clients: 8,
             rate_per_second: 1_000.0,
             rate_burst: 10_000.0,
+            max_searches: 10_000,
         }
     }
 }
@@ -58,6 +61,10 @@ impl Settings {
                 .unwrap_or(d.max_clients),
             rate_per_second: positive("RATE_LIMIT_PER_SECOND", d.rate_per_second),
             rate_burst: positive("RATE_LIMIT_BURST", d.rate_burst),
+            max_searches: var("MAX_SEARCHES")
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(d.max_searches),
         }
     }
 }

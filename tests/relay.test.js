@@ -269,3 +269,29 @@ test('keep-alive text reaches hosts and clients and is never relayed', async () 
   assert.deepEqual(seen, ['host-ping', 'host-ping']);
   h.close();
 });
+
+test('a flood of 10,000 frames reaches the host complete and in order', async () => {
+  const h = await host(relay);
+  const c = await join(relay, h);
+  const N = 10_000;
+  for (let i = 0; i < N; i++) c.send(`f${i}`);
+  for (let i = 0; i < N; i++) assert.equal(await h.next(), `${c.id}: f${i}`);
+  h.close();
+});
+
+test('two take-overs at once: exactly one host wins', async () => {
+  const h = await host(relay);
+  const c = await join(relay, h);
+  const url = `${relay.ws}/session?id=${h.sid}&secret=${h.secret}`;
+  const [x, y] = [new Peer(url), new Peer(url)];
+  for (const p of [x, y]) assert.deepEqual(await p.take(3), [`session: ${h.sid}`, `secret: ${h.secret}`, 'connected: 1']);
+  assert.equal((await h.closed()).code, 4001);
+  // One of the two was taken over by the other.
+  const loser = await Promise.race([x.closed().then(() => x), y.closed().then(() => y)]);
+  const winner = loser === x ? y : x;
+  assert.deepEqual(loser.closeInfo, { code: 4001, reason: 'taken over' });
+  c.send('who hears this?');
+  assert.equal(await winner.next(), '1: who hears this?');
+  assert.equal(winner.closeInfo, null);
+  winner.close();
+});
