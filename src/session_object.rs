@@ -9,6 +9,7 @@
 //! and calls to other objects, and no `RefCell` borrow is held across them.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use worker::{
@@ -76,8 +77,9 @@ pub struct Session {
     state: State,
     env: Env,
     settings: Settings,
-    /// `None` until read from storage in this incarnation.
-    record: RefCell<Option<Option<SessionRecord>>>,
+    /// `None` until read from storage in this incarnation. Shared, so the
+    /// relay path reads it without copying.
+    record: RefCell<Option<Option<Rc<SessionRecord>>>>,
     /// The alarm as last set by this incarnation (`None` = not known).
     alarm: Cell<Option<Option<f64>>>,
     /// Calls to other objects go out one at a time, in order.
@@ -184,6 +186,10 @@ impl Session {
     /// existed has no table, and reading must not create one: unknown ids
     /// probed by clients leave no storage behind.
     fn record(&self) -> Option<SessionRecord> {
+        self.shared_record().map(|r| (*r).clone())
+    }
+
+    fn shared_record(&self) -> Option<Rc<SessionRecord>> {
         if let Some(cached) = self.record.borrow().as_ref() {
             return cached.clone();
         }
@@ -193,7 +199,8 @@ impl Session {
             .and_then(|cursor| cursor.to_array::<RecordRow>())
             .ok()
             .and_then(|rows| rows.into_iter().next())
-            .and_then(|row| serde_json::from_str::<SessionRecord>(&row.v).ok());
+            .and_then(|row| serde_json::from_str::<SessionRecord>(&row.v).ok())
+            .map(Rc::new);
         *self.record.borrow_mut() = Some(loaded.clone());
         loaded
     }
@@ -218,7 +225,7 @@ impl Session {
         if let Err(e) = result {
             console_error!("saving session record failed: {e}");
         }
-        *self.record.borrow_mut() = Some(Some(record.clone()));
+        *self.record.borrow_mut() = Some(Some(Rc::new(record.clone())));
     }
 
     fn enqueue(&self, line: &str) {
@@ -436,20 +443,21 @@ impl Session {
             info.bucket = bucket;
             let _ = ws.serialize_attachment(&info);
         }
-        let Some(record) = self.record() else { return };
+        let Some(record) = self.shared_record() else { return };
         match info.role {
-            Role::Host { .. } => self.on_host_frame(ws, record, text),
-            Role::Client { id, .. } => self.on_client_frame(ws, info, record, id, text),
+            Role::Host { .. } => self.on_host_frame(ws, &record, text),
+            Role::Client { id, .. } => self.on_client_frame(ws, info, &record, id, text),
         }
     }
 
-    fn on_client_frame(&self, ws: &WebSocket, info: SocketInfo, mut record: SessionRecord, id: u32, text: &str) {
+    fn on_client_frame(&self, ws: &WebSocket, info: SocketInfo, record: &SessionRecord, id: u32, text: &str) {
         let line = say::from_client(id, text);
-        if !self.tell_host(&record, &line) {
+        if !self.tell_host(record, &line) {
             if !queue_admits(record.queued_bytes, line.len()) {
                 return self.refuse(ws, info, CLOSE_HOST_UNAVAILABLE);
             }
             self.enqueue(&line);
+            let mut record = record.clone();
             record.queued_bytes += line.len();
             self.save(&record);
         }
@@ -462,7 +470,7 @@ impl Session {
         }
     }
 
-    fn on_host_frame(&self, ws: &WebSocket, record: SessionRecord, text: &str) {
+    fn on_host_frame(&self, ws: &WebSocket, record: &SessionRecord, text: &str) {
         let reply = |line: &str| {
             let _ = ws.send_with_str(line);
         };
@@ -492,9 +500,9 @@ impl Session {
                         Reply::PeerGone,
                     );
                 }
-                self.broadcast_to_slaves(&record, None, message);
+                self.broadcast_to_slaves(record, None, message);
             }
-            HostFrame::Command(command) => self.on_command(ws, record, command),
+            HostFrame::Command(command) => self.on_command(ws, record.clone(), command),
         }
     }
 
