@@ -453,12 +453,13 @@ impl Session {
     fn on_client_frame(&self, ws: &WebSocket, info: SocketInfo, record: &SessionRecord, id: u32, text: &str) {
         let line = say::from_client(id, text);
         if !self.tell_host(record, &line) {
-            if !queue_admits(record.queued_bytes, line.len()) {
+            // The bound counts what clients sent, not the relay's prefixes.
+            if !queue_admits(record.queued_bytes, text.len()) {
                 return self.refuse(ws, info, CLOSE_HOST_UNAVAILABLE);
             }
             self.enqueue(&line);
             let mut record = record.clone();
-            record.queued_bytes += line.len();
+            record.queued_bytes += text.len();
             self.save(&record);
         }
         if let Some(master) = &record.group.master {
