@@ -87,6 +87,9 @@ pub struct Session {
     sending: Cell<bool>,
     /// Rate-limit buckets of the sockets that sent since the last wake-up.
     buckets: RefCell<HashMap<u64, TokenBucket>>,
+    /// The connected host's socket and generation, so relaying to the host
+    /// needs no tag lookup. Filled on demand, cleared whenever a host goes.
+    host: RefCell<Option<(u32, WebSocket)>>,
 }
 
 impl DurableObject for Session {
@@ -104,6 +107,7 @@ impl DurableObject for Session {
             outbox: RefCell::new(VecDeque::new()),
             sending: Cell::new(false),
             buckets: RefCell::new(HashMap::new()),
+            host: RefCell::new(None),
         }
     }
 
@@ -289,15 +293,29 @@ impl Session {
 
     /// Sends to the host if one is connected.
     fn tell_host(&self, record: &SessionRecord, line: &str) -> bool {
-        match self.host_socket(record) {
-            Some((ws, _)) => ws.send_with_str(line).is_ok(),
-            None => false,
-        }
+        let cached = match self.host.borrow().as_ref() {
+            Some((generation, ws)) if *generation == record.host_generation => Some(ws.clone()),
+            _ => None,
+        };
+        let ws = match cached {
+            Some(ws) => ws,
+            None => match self.host_socket(record) {
+                Some((ws, _)) => {
+                    *self.host.borrow_mut() = Some((record.host_generation, ws.clone()));
+                    ws
+                }
+                None => return false,
+            },
+        };
+        ws.send_with_str(line).is_ok()
     }
 
     /// Closes a socket the relay is done with, marking it first so its later
     /// close event is not counted twice.
     fn close(&self, ws: &WebSocket, mut info: SocketInfo, close: Close) {
+        if matches!(info.role, Role::Host { .. }) {
+            self.host.borrow_mut().take();
+        }
         info.closed = true;
         let _ = ws.serialize_attachment(&info);
         let _ = ws.close(Some(close.code), Some(close.reason));
@@ -578,6 +596,9 @@ impl Session {
     /// A socket is gone: a client's host hears of it, a host's session waits.
     fn depart(&self, info: &SocketInfo) {
         self.buckets.borrow_mut().remove(&info.token);
+        if matches!(info.role, Role::Host { .. }) {
+            self.host.borrow_mut().take();
+        }
         let Some(record) = self.record() else { return };
         let now = now();
         match info.role {
