@@ -46,6 +46,7 @@ pub mod http {
     pub const COULD_NOT_CONNECT: &str = "Could not connect to session (not found or invalid secret)";
     pub const UPGRADE_REQUIRED: &str = "Upgrade required: this endpoint only accepts WebSocket connections (send Upgrade: websocket)";
     pub const NOT_FOUND: &str = "Not found";
+    pub const METHOD_NOT_ALLOWED: &str = "Method not allowed: use GET with Upgrade: websocket";
 }
 
 /// Frames the relay sends. Functions rather than `format!` at call sites so the

@@ -2,7 +2,7 @@
 //! assets layer before this runs; everything else lands here. Requests are
 //! validated here so that a bad one never wakes a Durable Object.
 
-use worker::{event, Context, Env, Headers, Request, RequestInit, Response, Result};
+use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response, Result};
 
 use crate::glue::{random, session_stub, text};
 use crate::protocol::{http, route, ClientParams, HostParams, Route};
@@ -28,6 +28,9 @@ async fn handle(req: Request, env: Env) -> Result<Response> {
         Ok(route) => route,
         Err(e) => return text(400, &e.to_string()),
     };
+    if route != Route::NotFound && req.method() != Method::Get {
+        return text(405, http::METHOD_NOT_ALLOWED);
+    }
     match route {
         Route::NotFound => text(404, http::NOT_FOUND),
         Route::Host => {

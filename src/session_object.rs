@@ -21,7 +21,7 @@ use crate::calls::{MatchmakerCall, SessionCall, CLIENT_UNKNOWN, GONE_STATUS, POO
 use crate::glue::{self, call, is_internal, matchmaker_stub, now, random, session_stub, text};
 use crate::matchmaking::{Destination, MasterLink, Search, SlaveLink};
 use crate::protocol::{
-    client_number, http, parse_host_frame, say, Close, ClientParams, HostCommand, HostFrame, HostParams,
+    client_number, http, parse_host_frame, say, Close, ClientParams, HostCommand, HostFrame, HostParams, ParamError,
     CLOSE_BINARY, CLOSE_HOST_UNAVAILABLE, CLOSE_RATE_LIMITED, CLOSE_REPLACED, CLOSE_SESSION_CLOSED,
     CLOSE_SESSION_FULL, CLOSE_TAKEN_OVER, CLOSE_TOO_BIG, MAX_FRAME_BYTES,
 };
@@ -337,7 +337,10 @@ impl Session {
             Ok(p) => p,
             Err(e) => return text(400, &e.to_string()),
         };
-        let Some(sid) = params.id.clone() else { return text(400, http::NOT_FOUND) };
+        // The router always names the session; without it there is nothing to open.
+        let Some(sid) = params.id.clone() else {
+            return text(400, &ParamError::SessionId { in_path: false }.to_string());
+        };
         let now = now();
         let existing = self.live_record(now).filter(|r| {
             if r.expired(now) {

@@ -174,6 +174,8 @@ test('HTTP answers: 426, 404, 409, 400', async () => {
     assert.ok(res.body.includes(name), `${path}: ${res.body}`);
   }
   assert.equal((await get(relay, '/nope')).status, 404);
+  const post = await fetch(`${relay.url}/session`, { method: 'POST' });
+  assert.equal(post.status, 405);
   assert.equal((await get(relay, '/session/x/y')).status, 400);
   // None of this disturbed the session.
   await nothingPending(h);
