@@ -12,18 +12,39 @@ use crate::stats::SessionCounts;
 pub enum SessionCall {
     /// A line for this session's host (a linked session's client event or
     /// message, already translated). `queue`: keep it if the host is away.
-    DeliverToHost { line: String, queue: bool },
+    DeliverToHost {
+        line: String,
+        queue: bool,
+    },
     /// A master's host wrote to one of this (slave) session's clients.
     /// Answered with [`CLIENT_UNKNOWN`] when there is no such client.
-    ToClient { id: u32, message: String },
+    ToClient {
+        id: u32,
+        message: String,
+    },
     /// `0: <message>` from a linked host; `from` is the sending session.
-    Broadcast { from: String, message: String },
+    Broadcast {
+        from: String,
+        message: String,
+    },
     /// The Matchmaker linked this session as master of `slave`.
-    LinkedAsMaster { slave: String, offset: u32, span: u32, searching: bool },
+    LinkedAsMaster {
+        slave: String,
+        offset: u32,
+        span: u32,
+        searching: bool,
+    },
     /// The Matchmaker linked this session as slave of `master`.
-    LinkedAsSlave { master: String, offset: u32 },
-    MasterLeft { master: String },
-    SlaveLeft { slave: String },
+    LinkedAsSlave {
+        master: String,
+        offset: u32,
+    },
+    MasterLeft {
+        master: String,
+    },
+    SlaveLeft {
+        slave: String,
+    },
 }
 
 /// Calls into the Matchmaker.

@@ -191,7 +191,8 @@ impl Matchmaker {
                 .and_then(|c| c.to_array::<Row>())
             {
                 for r in rows {
-                    let counts = SessionCounts { hosts: r.hosts as u32, clients: r.clients as u32, players: r.players as u32 };
+                    let counts =
+                        SessionCounts { hosts: r.hosts as u32, clients: r.clients as u32, players: r.players as u32 };
                     table.report(&r.sid, counts);
                 }
             }
@@ -226,7 +227,8 @@ impl Matchmaker {
     /// is told it left, so no session keeps a link to nothing.
     async fn announce(&self, m: Match) {
         let searching = self.with_pool(|pool| pool.searches.contains_key(&m.master));
-        let to_master = SessionCall::LinkedAsMaster { slave: m.slave.clone(), offset: m.offset, span: m.span, searching };
+        let to_master =
+            SessionCall::LinkedAsMaster { slave: m.slave.clone(), offset: m.offset, span: m.span, searching };
         let to_slave = SessionCall::LinkedAsSlave { master: m.master.clone(), offset: m.offset };
         let master_ok = self.tell(&m.master, &to_master).await;
         let slave_ok = self.tell(&m.slave, &to_slave).await;
@@ -255,9 +257,11 @@ impl Matchmaker {
     /// Steam ids of the user's friends, or `None` (no key, Steam down or slow):
     /// then any waiting session will do.
     async fn friends_of(&self, steam_id: &str) -> Option<HashSet<String>> {
-        let key = self.env.secret("STEAM_API_KEY").map(|s| s.to_string()).or_else(|_| {
-            self.env.var("STEAM_API_KEY").map(|v| v.to_string())
-        });
+        let key = self
+            .env
+            .secret("STEAM_API_KEY")
+            .map(|s| s.to_string())
+            .or_else(|_| self.env.var("STEAM_API_KEY").map(|v| v.to_string()));
         let key = key.ok().filter(|k| !k.is_empty())?;
         let now = now();
         if let Some((expires, friends)) = self.friends.borrow().get(steam_id) {

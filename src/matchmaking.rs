@@ -224,17 +224,13 @@ impl Pool {
     fn best_pairing(&self, sid: &str, friends: Option<&HashSet<String>>, max: u32) -> Option<Match> {
         let new = self.searches.get(sid)?;
         let mut others: Vec<&Search> = self.searches.values().filter(|s| s.sid != sid).collect();
-        let is_friend = |s: &Search| {
-            friends.is_some_and(|f| s.steam_user_id.as_ref().is_some_and(|id| f.contains(id)))
-        };
+        let is_friend = |s: &Search| friends.is_some_and(|f| s.steam_user_id.as_ref().is_some_and(|id| f.contains(id)));
         // A session that asked for this one by id first (explicit intent beats
         // chance), then Steam friends, then arrival order.
         let wants_me = |s: &Search| s.target.as_deref() == Some(sid);
         others.sort_by_key(|s| (!wants_me(s), !is_friend(s), s.seq));
         // The one that waited longer leads when either could.
-        others
-            .into_iter()
-            .find_map(|waiting| pair(waiting, new, max).or_else(|| pair(new, waiting, max)))
+        others.into_iter().find_map(|waiting| pair(waiting, new, max).or_else(|| pair(new, waiting, max)))
     }
 
     fn apply(&mut self, m: &Match, max: u32) {
@@ -283,7 +279,8 @@ mod tests {
 
     #[test]
     fn steam_friend_lists_parse() {
-        let body = r#"{"friendslist":{"friends":[{"steamid":"76561197960265731","relationship":"friend","friend_since":0}]}}"#;
+        let body =
+            r#"{"friendslist":{"friends":[{"steamid":"76561197960265731","relationship":"friend","friend_since":0}]}}"#;
         assert_eq!(parse_friend_list(body).unwrap(), HashSet::from(["76561197960265731".to_string()]));
         assert!(parse_friend_list(r#"{"friendslist":{}}"#).unwrap().is_empty());
         assert!(parse_friend_list("<html>").is_err());
@@ -412,10 +409,7 @@ mod tests {
 
     #[test]
     fn group_routes_master_ids() {
-        let group = Group {
-            slaves: vec![SlaveLink { sid: "s".into(), offset: 2, span: 3 }],
-            ..Default::default()
-        };
+        let group = Group { slaves: vec![SlaveLink { sid: "s".into(), offset: 2, span: 3 }], ..Default::default() };
         assert_eq!(group.destination(2), Destination::Own(2));
         assert_eq!(group.destination(3), Destination::Slave { sid: "s", client: 1 });
         assert_eq!(group.destination(5), Destination::Slave { sid: "s", client: 3 });

@@ -33,10 +33,19 @@ pub const CLOSE_RATE_LIMITED: Close = Close { code: 1008, reason: "rate limit ex
 
 /// The reason the relay gives with one of its close codes.
 pub fn close_reason(code: u16) -> &'static str {
-    [CLOSE_TAKEN_OVER, CLOSE_REPLACED, CLOSE_SESSION_FULL, CLOSE_SESSION_CLOSED, CLOSE_BINARY, CLOSE_TOO_BIG, CLOSE_HOST_UNAVAILABLE, CLOSE_RATE_LIMITED]
-        .iter()
-        .find(|c| c.code == code)
-        .map_or("", |c| c.reason)
+    [
+        CLOSE_TAKEN_OVER,
+        CLOSE_REPLACED,
+        CLOSE_SESSION_FULL,
+        CLOSE_SESSION_CLOSED,
+        CLOSE_BINARY,
+        CLOSE_TOO_BIG,
+        CLOSE_HOST_UNAVAILABLE,
+        CLOSE_RATE_LIMITED,
+    ]
+    .iter()
+    .find(|c| c.code == code)
+    .map_or("", |c| c.reason)
 }
 
 /// HTTP answers with a fixed body.
@@ -44,7 +53,8 @@ pub mod http {
     pub const SESSION_NOT_FOUND: &str = "Session not found";
     pub const SESSION_EXISTS: &str = "Session already exists";
     pub const COULD_NOT_CONNECT: &str = "Could not connect to session (not found or invalid secret)";
-    pub const UPGRADE_REQUIRED: &str = "Upgrade required: this endpoint only accepts WebSocket connections (send Upgrade: websocket)";
+    pub const UPGRADE_REQUIRED: &str =
+        "Upgrade required: this endpoint only accepts WebSocket connections (send Upgrade: websocket)";
     pub const NOT_FOUND: &str = "Not found";
     pub const METHOD_NOT_ALLOWED: &str = "Method not allowed: use GET with Upgrade: websocket";
 }
@@ -101,16 +111,16 @@ pub mod say {
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// A request parameter the relay refused; its `Display` is the 400 body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParamError {
     /// Session id: from the `id` query parameter or the `/session/<sid>` path.
-    SessionId { in_path: bool },
+    SessionId {
+        in_path: bool,
+    },
     ClientUuid,
     Reconnect,
     KeepAlive,
@@ -273,9 +283,14 @@ pub enum HostCommand {
 pub enum HostFrame<'a> {
     /// `<n>: <message>` with n ≥ 1. `client` keeps the digits as sent, so an
     /// `unknown:` answer echoes them unchanged.
-    ToClient { client: &'a str, message: &'a str },
+    ToClient {
+        client: &'a str,
+        message: &'a str,
+    },
     /// `0: <message>`: to the linked hosts.
-    ToLinkedHosts { message: &'a str },
+    ToLinkedHosts {
+        message: &'a str,
+    },
     Command(HostCommand),
     Invalid,
 }
@@ -331,9 +346,7 @@ fn parse_join_options<'a>(words: impl Iterator<Item = &'a str>) -> Option<JoinOp
                 "private" if !options.private => options.private = true,
                 _ => return None,
             },
-            Some(("id", sid)) if options.target.is_none() && is_valid_id(sid) => {
-                options.target = Some(sid.to_string())
-            }
+            Some(("id", sid)) if options.target.is_none() && is_valid_id(sid) => options.target = Some(sid.to_string()),
             Some(("ghostMode", value)) if !seen_ghost => {
                 seen_ghost = true;
                 options.ghost_mode = match value {
@@ -342,9 +355,7 @@ fn parse_join_options<'a>(words: impl Iterator<Item = &'a str>) -> Option<JoinOp
                     _ => return None,
                 };
             }
-            Some(("steamUserId", steam_id))
-                if options.steam_user_id.is_none() && is_valid_steam_id(steam_id) =>
-            {
+            Some(("steamUserId", steam_id)) if options.steam_user_id.is_none() && is_valid_steam_id(steam_id) => {
                 options.steam_user_id = Some(steam_id.to_string())
             }
             _ => return None,
@@ -428,8 +439,7 @@ mod tests {
         assert!(o.private && o.ghost_mode);
         assert_eq!(o.steam_user_id.as_deref(), Some("7656119"));
 
-        let HostFrame::Command(HostCommand::JoinSession(o)) = parse_host_frame("/join-session id=foo")
-        else {
+        let HostFrame::Command(HostCommand::JoinSession(o)) = parse_host_frame("/join-session id=foo") else {
             panic!()
         };
         assert_eq!((o.role, o.target.as_deref()), (JoinRole::Slave, Some("foo")));
@@ -457,8 +467,13 @@ mod tests {
     fn host_params_defaults_and_errors() {
         let p = HostParams::from_query(pairs(&[])).unwrap();
         assert_eq!(p, HostParams { reconnect: true, ..Default::default() });
-        let p = HostParams::from_query(pairs(&[("id", "s1"), ("secret", "x"), ("keepAlive", "ping"), ("reconnect", "false")]))
-            .unwrap();
+        let p = HostParams::from_query(pairs(&[
+            ("id", "s1"),
+            ("secret", "x"),
+            ("keepAlive", "ping"),
+            ("reconnect", "false"),
+        ]))
+        .unwrap();
         assert_eq!(p.id.as_deref(), Some("s1"));
         assert_eq!(p.keep_alive.as_deref(), Some("ping"));
         assert!(!p.reconnect);

@@ -14,11 +14,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 }
 
 fn wants_websocket(req: &Request) -> bool {
-    req.headers()
-        .get("Upgrade")
-        .ok()
-        .flatten()
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    req.headers().get("Upgrade").ok().flatten().is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 async fn handle(req: Request, env: Env) -> Result<Response> {

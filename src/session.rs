@@ -94,7 +94,13 @@ pub enum Role {
 }
 
 impl SocketInfo {
-    pub fn new(role: Role, token: u64, keep_alive: Option<String>, now: f64, settings: &crate::settings::Settings) -> Self {
+    pub fn new(
+        role: Role,
+        token: u64,
+        keep_alive: Option<String>,
+        now: f64,
+        settings: &crate::settings::Settings,
+    ) -> Self {
         let keep_alive_due = if keep_alive.is_some() { now + settings.keep_alive_ms } else { 0.0 };
         SocketInfo {
             role,
@@ -177,9 +183,7 @@ pub fn admit_client(
         return Err(SessionFull);
     }
     let kept: BTreeSet<u32> = record.reserved.values().copied().collect();
-    let id = (1..=max_clients)
-        .find(|id| !connected.contains(id) && !kept.contains(id))
-        .ok_or(SessionFull)?;
+    let id = (1..=max_clients).find(|id| !connected.contains(id) && !kept.contains(id)).ok_or(SessionFull)?;
     Ok(ClientAdmission { id, replaces: false, reserve: uuid.map(str::to_string) })
 }
 
@@ -190,9 +194,7 @@ pub fn queue_admits(queued_bytes: usize, len: usize) -> bool {
 
 /// The single alarm time: the earliest of all deadlines, if any.
 pub fn next_alarm(deadlines: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
-    deadlines.into_iter().flatten().fold(None, |earliest: Option<f64>, t| {
-        Some(earliest.map_or(t, |e| e.min(t)))
-    })
+    deadlines.into_iter().flatten().fold(None, |earliest: Option<f64>, t| Some(earliest.map_or(t, |e| e.min(t))))
 }
 
 /// Per-socket message rate limit; lives in the attachment so hibernation does
@@ -261,7 +263,10 @@ mod tests {
         // u is away: its id stays out of reach.
         assert_eq!(admit_client(&r, &set(&[]), None, 8).unwrap().id, 2);
         // u comes back while away, and while still connected.
-        assert_eq!(admit_client(&r, &set(&[2]), Some("u"), 8).unwrap(), ClientAdmission { id: 1, replaces: false, reserve: None });
+        assert_eq!(
+            admit_client(&r, &set(&[2]), Some("u"), 8).unwrap(),
+            ClientAdmission { id: 1, replaces: false, reserve: None }
+        );
         assert_eq!(admit_client(&r, &set(&[1, 2]), Some("u"), 8).unwrap().replaces, true);
         // A returning uuid is let in even when every other id is taken.
         assert_eq!(admit_client(&r, &set(&[2, 3]), Some("u"), 3).unwrap().id, 1);

@@ -9,8 +9,8 @@
 //! and calls to other objects, and no `RefCell` borrow is held across them.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::rc::Rc;
 
 use worker::{
     console_error, durable_object, wasm_bindgen, DurableObject, Env, Request, Response, Result, SqlStorage,
@@ -21,9 +21,9 @@ use crate::calls::{MatchmakerCall, SessionCall, CLIENT_UNKNOWN, GONE_STATUS, POO
 use crate::glue::{self, call, is_internal, matchmaker_stub, now, random, session_stub, text};
 use crate::matchmaking::{Destination, MasterLink, Search, SlaveLink};
 use crate::protocol::{
-    client_number, http, parse_host_frame, say, Close, ClientParams, HostCommand, HostFrame, HostParams, ParamError,
-    CLOSE_BINARY, CLOSE_HOST_UNAVAILABLE, CLOSE_RATE_LIMITED, CLOSE_REPLACED, CLOSE_SESSION_CLOSED,
-    CLOSE_SESSION_FULL, CLOSE_TAKEN_OVER, CLOSE_TOO_BIG, MAX_FRAME_BYTES,
+    client_number, http, parse_host_frame, say, ClientParams, Close, HostCommand, HostFrame, HostParams, ParamError,
+    CLOSE_BINARY, CLOSE_HOST_UNAVAILABLE, CLOSE_RATE_LIMITED, CLOSE_REPLACED, CLOSE_SESSION_CLOSED, CLOSE_SESSION_FULL,
+    CLOSE_TAKEN_OVER, CLOSE_TOO_BIG, MAX_FRAME_BYTES,
 };
 use crate::secrets;
 use crate::session::{
@@ -233,7 +233,8 @@ impl Session {
     }
 
     fn enqueue(&self, line: &str) {
-        if let Err(e) = self.sql().exec("INSERT INTO relay_queue (line) VALUES (?)", vec![SqlStorageValue::from(line)]) {
+        if let Err(e) = self.sql().exec("INSERT INTO relay_queue (line) VALUES (?)", vec![SqlStorageValue::from(line)])
+        {
             console_error!("queueing a message failed: {e}");
         }
     }
@@ -272,15 +273,11 @@ impl Session {
     // ---- sockets -------------------------------------------------------
 
     fn sockets(&self, tag: &str) -> impl Iterator<Item = (WebSocket, SocketInfo)> {
-        self.state
-            .get_websockets_with_tag(tag)
-            .into_iter()
-            .filter_map(|ws| live_info(&ws).map(|info| (ws, info)))
+        self.state.get_websockets_with_tag(tag).into_iter().filter_map(|ws| live_info(&ws).map(|info| (ws, info)))
     }
 
     fn host_socket(&self, record: &SessionRecord) -> Option<(WebSocket, SocketInfo)> {
-        self.sockets(HOST_TAG)
-            .find(|(_, info)| info.role == Role::Host { generation: record.host_generation })
+        self.sockets(HOST_TAG).find(|(_, info)| info.role == Role::Host { generation: record.host_generation })
     }
 
     fn client_socket(&self, id: u32) -> Option<(WebSocket, SocketInfo)> {
@@ -425,7 +422,13 @@ impl Session {
         if let Some(uuid) = admission.reserve {
             record.reserved.insert(uuid, id);
         }
-        let info = SocketInfo::new(Role::Client { id, uuid: params.uuid }, record.next_token(), params.keep_alive, now, &self.settings);
+        let info = SocketInfo::new(
+            Role::Client { id, uuid: params.uuid },
+            record.next_token(),
+            params.keep_alive,
+            now,
+            &self.settings,
+        );
         self.accept(&pair.server, &info)?;
         self.save(&record);
         self.announce(&record, id, say::connected);
@@ -550,7 +553,8 @@ impl Session {
                     let _ = ws.send_with_str(say::INVALID);
                     return;
                 }
-                let span = record.group.frozen_span.unwrap_or_else(|| self.connected_ids().last().copied().unwrap_or(0));
+                let span =
+                    record.group.frozen_span.unwrap_or_else(|| self.connected_ids().last().copied().unwrap_or(0));
                 record.group.frozen_span = Some(span);
                 let search = Search::new(&record.id, &options, record.group.used_ranges(span));
                 record.group.search = Some(options);
@@ -801,7 +805,11 @@ impl Session {
     }
 
     fn send_matchmaker(&self, call: MatchmakerCall, reply: Reply) {
-        self.outbox.borrow_mut().push_back(OutgoingCall { to: Peer::Matchmaker, body: Outgoing::Matchmaker(call), reply });
+        self.outbox.borrow_mut().push_back(OutgoingCall {
+            to: Peer::Matchmaker,
+            body: Outgoing::Matchmaker(call),
+            reply,
+        });
     }
 
     /// Runs at the end of every event: sends queued calls in order, then

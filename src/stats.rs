@@ -20,11 +20,7 @@ pub struct SessionCounts {
 
 impl SessionCounts {
     pub fn new(host_connected: bool, clients: u32) -> Self {
-        SessionCounts {
-            hosts: host_connected as u32,
-            clients,
-            players: if host_connected { clients } else { 0 },
-        }
+        SessionCounts { hosts: host_connected as u32, clients, players: if host_connected { clients } else { 0 } }
     }
 
     pub fn is_zero(&self) -> bool {
@@ -65,12 +61,9 @@ struct SessionCounts64 {
 impl StatsTable {
     /// Records a session's report; a zero report forgets the session.
     pub fn report(&mut self, sid: &str, counts: SessionCounts) {
-        let old = if counts.is_zero() {
-            self.sessions.remove(sid)
-        } else {
-            self.sessions.insert(sid.to_string(), counts)
-        }
-        .unwrap_or_default();
+        let old =
+            if counts.is_zero() { self.sessions.remove(sid) } else { self.sessions.insert(sid.to_string(), counts) }
+                .unwrap_or_default();
         self.totals.hosts = self.totals.hosts + counts.hosts as u64 - old.hosts as u64;
         self.totals.clients = self.totals.clients + counts.clients as u64 - old.clients as u64;
         self.totals.players = self.totals.players + counts.players as u64 - old.players as u64;
@@ -96,7 +89,8 @@ mod tests {
 
     #[test]
     fn json_is_exactly_the_protocols() {
-        let s = RelayStats { num_hosts_online: 1, num_hosts_looking_for_session: 2, num_clients_online: 3, num_players: 4 };
+        let s =
+            RelayStats { num_hosts_online: 1, num_hosts_looking_for_session: 2, num_clients_online: 3, num_players: 4 };
         assert_eq!(
             s.to_json(),
             r#"{"numHostsOnline":1,"numHostsLookingForSession":2,"numClientsOnline":3,"numPlayers":4}"#
@@ -115,7 +109,10 @@ mod tests {
         t.report("a", SessionCounts::new(true, 2));
         t.report("b", SessionCounts::new(false, 1));
         t.report("a", SessionCounts::new(true, 3));
-        assert_eq!(t.snapshot(1), RelayStats { num_hosts_online: 1, num_hosts_looking_for_session: 1, num_clients_online: 4, num_players: 3 });
+        assert_eq!(
+            t.snapshot(1),
+            RelayStats { num_hosts_online: 1, num_hosts_looking_for_session: 1, num_clients_online: 4, num_players: 3 }
+        );
         t.report("a", SessionCounts::default());
         t.report("b", SessionCounts::default());
         assert_eq!(t.snapshot(0), RelayStats::default());
