@@ -62,22 +62,31 @@ async function waitForStats(h, ok, timeoutMs = 8000) {
   assert.fail(`stats never matched: ${JSON.stringify(last)}`);
 }
 
+/** Sends a search and waits until the Matchmaker holds `looking` searches. */
+async function search(h, command, looking) {
+  h.send(command);
+  await waitForStats(h, (s) => s.numHostsLookingForSession === looking);
+}
+
+/** Both sides of a new link hear of it. */
+async function expectLinked(master, slave) {
+  assert.equal(await master.next(), `!added-slave: ${slave.sid}`);
+  assert.equal(await slave.next(), `!set-master: ${master.sid}`);
+}
+
 async function linkPair(master, slave, masterCmd = '/join-session master', slaveCmd = '/join-session slave') {
   master.send(masterCmd);
   await waitForStats(master, (s) => s.numHostsLookingForSession >= 1);
   slave.send(slaveCmd);
-  assert.equal(await master.next(), `!added-slave: ${slave.sid}`);
-  assert.equal(await slave.next(), `!set-master: ${master.sid}`);
+  await expectLinked(master, slave);
 }
 
 test('two searching sessions link: the one that waited leads', async () => {
   const a = await newHost();
   const b = await newHost();
-  a.send('/join-session');
-  await waitForStats(a, (s) => s.numHostsLookingForSession === 1);
+  await search(a, '/join-session', 1);
   b.send('/join-session');
-  assert.equal(await a.next(), `!added-slave: ${b.sid}`);
-  assert.equal(await b.next(), `!set-master: ${a.sid}`);
+  await expectLinked(a, b);
 });
 
 test('ids are translated across a master and two slaves; messages and events flow both ways', async () => {
@@ -86,8 +95,7 @@ test('ids are translated across a master and two slaves; messages and events flo
   const s2 = await hostWith(1);
   await linkPair(m, s1);
   s2.send('/join-session slave');
-  assert.equal(await m.next(), `!added-slave: ${s2.sid}`);
-  assert.equal(await s2.next(), `!set-master: ${m.sid}`);
+  await expectLinked(m, s2);
 
   // Master's own clients keep their ids; s1's are 3..5, s2's is 6.
   m.clients[1].send('own');
@@ -124,8 +132,7 @@ test('0: goes between linked hosts both ways', async () => {
   const s2 = await newHost();
   await linkPair(m, s1);
   s2.send('/join-session slave');
-  assert.equal(await m.next(), `!added-slave: ${s2.sid}`);
-  assert.equal(await s2.next(), `!set-master: ${m.sid}`);
+  await expectLinked(m, s2);
 
   s1.send('0: from slave one');
   assert.equal(await m.next(), '0: from slave one');
@@ -144,8 +151,7 @@ test('/leave-session from a slave, then from a master', async () => {
   const s2 = await newHost();
   await linkPair(m, s1);
   s2.send('/join-session slave');
-  assert.equal(await m.next(), `!added-slave: ${s2.sid}`);
-  assert.equal(await s2.next(), `!set-master: ${m.sid}`);
+  await expectLinked(m, s2);
   s2.send('/leave-session');
   assert.equal(await m.next(), `!slave-left: ${s2.sid}`);
   m.send('/leave-session');
@@ -163,11 +169,9 @@ test('a session that ends leaves its links', async () => {
   s.close(); // reconnect=false: the session ends now
   assert.equal(await m.next(), `!slave-left: ${s.sid}`);
   const s2 = await newHost();
-  m.send('/join-session master');
-  await waitForStats(m, (x) => x.numHostsLookingForSession === 1);
+  await search(m, '/join-session master', 1);
   s2.send('/join-session slave');
-  assert.equal(await m.next(), `!added-slave: ${s2.sid}`);
-  assert.equal(await s2.next(), `!set-master: ${m.sid}`);
+  await expectLinked(m, s2);
   m.close();
   assert.equal(await s2.next(), '!master-left');
 });
@@ -183,14 +187,12 @@ test('a linked session whose reconnect window runs out leaves its links', async 
 test('private masters are joined only by id', async () => {
   const p = await newHost();
   const other = await newHost();
-  p.send('/join-session master private');
-  await waitForStats(p, (s) => s.numHostsLookingForSession === 1);
+  await search(p, '/join-session master private', 1);
   other.send('/join-session slave');
   await waitForStats(p, (s) => s.numHostsLookingForSession === 2);
   const targeted = await newHost();
   targeted.send(`/join-session id=${p.sid}`);
-  assert.equal(await p.next(), `!added-slave: ${targeted.sid}`);
-  assert.equal(await targeted.next(), `!set-master: ${p.sid}`);
+  await expectLinked(p, targeted);
   other.send('/close-session');
   await waitForStats(p, (s) => s.numHostsLookingForSession === 1);
 });
@@ -198,27 +200,23 @@ test('private masters are joined only by id', async () => {
 test('ghostMode splits the pools', async () => {
   const ghost = await newHost();
   const plain = await newHost();
-  ghost.send('/join-session master ghostMode=true');
-  await waitForStats(ghost, (s) => s.numHostsLookingForSession === 1);
+  await search(ghost, '/join-session master ghostMode=true', 1);
   plain.send('/join-session slave');
   await waitForStats(ghost, (s) => s.numHostsLookingForSession === 2);
   const ghostSlave = await newHost();
   ghostSlave.send('/join-session ghostMode=true slave');
-  assert.equal(await ghost.next(), `!added-slave: ${ghostSlave.sid}`);
-  assert.equal(await ghostSlave.next(), `!set-master: ${ghost.sid}`);
+  await expectLinked(ghost, ghostSlave);
 });
 
 test('Steam friends are matched first', async () => {
   const stranger = await newHost();
   const friend = await newHost();
-  stranger.send('/join-session master steamUserId=200');
-  await waitForStats(stranger, (s) => s.numHostsLookingForSession === 1);
+  await search(stranger, '/join-session master steamUserId=200', 1);
   friend.send('/join-session master steamUserId=300');
   await waitForStats(stranger, (s) => s.numHostsLookingForSession === 2);
   const me = await newHost();
   me.send('/join-session slave steamUserId=100');
-  assert.equal(await me.next(), `!set-master: ${friend.sid}`);
-  assert.equal(await friend.next(), `!added-slave: ${me.sid}`);
+  await expectLinked(friend, me);
   assert.ok(steam.calls.some((c) => c.steamid === '100' && c.key === 'test-key'), 'the friend list was asked for');
 });
 
@@ -238,27 +236,23 @@ test('Steam failing or hanging never blocks matchmaking', async () => {
 test('capacity: a group never exceeds MAX_CLIENTS', async () => {
   const m = await hostWith(4);
   const big = await hostWith(5);
-  m.send('/join-session master');
-  await waitForStats(m, (s) => s.numHostsLookingForSession === 1);
+  await search(m, '/join-session master', 1);
   big.send('/join-session slave');
   await waitForStats(m, (s) => s.numHostsLookingForSession === 2);
   const fits = await hostWith(4);
   fits.send('/join-session slave');
-  assert.equal(await m.next(), `!added-slave: ${fits.sid}`);
-  assert.equal(await fits.next(), `!set-master: ${m.sid}`);
+  await expectLinked(m, fits);
   // Full now: the master stopped looking; the big one still waits.
   await waitForStats(m, (s) => s.numHostsLookingForSession === 1);
 });
 
 test('searching freezes the session: no new clients until the search ends', async () => {
   const h = await hostWith(1);
-  h.send('/join-session master');
-  await waitForStats(h, (s) => s.numHostsLookingForSession === 1);
+  await search(h, '/join-session master', 1);
   const refused = await client(relay, h.sid);
   assert.equal(await refused.next(), 'error: no slots available, max clients reached');
   assert.deepEqual(await refused.closed(), { code: 4003, reason: 'session full' });
-  h.send('/close-session');
-  await waitForStats(h, (s) => s.numHostsLookingForSession === 0);
+  await search(h, '/close-session', 0);
   const admitted = await join(relay, h);
   assert.equal(admitted.id, 2);
 });
@@ -275,8 +269,7 @@ test('a search whose host has gone is not matched', async () => {
   await waitForStats(probe, (s) => s.numHostsLookingForSession === 1);
   const s = await newHost();
   s.send('/join-session slave');
-  assert.equal(await s.next(), `!set-master: ${m.sid}`);
-  assert.equal(await m.next(), `!added-slave: ${s.sid}`);
+  await expectLinked(m, s);
 });
 
 test('many hosts searching at once: no session is master and slave, no group over capacity', async () => {
