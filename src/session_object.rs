@@ -87,6 +87,10 @@ pub struct Session {
     sending: Cell<bool>,
     /// Rate-limit buckets of the sockets that sent since the last wake-up.
     buckets: RefCell<HashMap<u64, TokenBucket>>,
+    /// Set when something a deadline depends on changed (the record, a
+    /// socket with keep-alive); only then is the alarm recomputed, so a
+    /// relayed frame never scans the sockets.
+    timers_dirty: Cell<bool>,
     /// The connected host's socket and generation, so relaying to the host
     /// needs no tag lookup. Filled on demand, cleared whenever a host goes.
     host: RefCell<Option<(u32, WebSocket)>>,
@@ -108,6 +112,7 @@ impl DurableObject for Session {
             sending: Cell::new(false),
             buckets: RefCell::new(HashMap::new()),
             host: RefCell::new(None),
+            timers_dirty: Cell::new(true),
         }
     }
 
@@ -160,6 +165,7 @@ impl DurableObject for Session {
 
     async fn alarm(&self) -> Result<Response> {
         self.alarm.set(Some(None));
+        self.timers_dirty.set(true);
         let now = now();
         if let Some(record) = self.live_record(now) {
             if record.expired(now) {
@@ -230,6 +236,7 @@ impl Session {
             console_error!("saving session record failed: {e}");
         }
         *self.record.borrow_mut() = Some(Some(Rc::new(record.clone())));
+        self.timers_dirty.set(true);
     }
 
     fn enqueue(&self, line: &str) {
@@ -256,6 +263,7 @@ impl Session {
         let _ = sql.exec("DROP TABLE IF EXISTS relay_queue", None);
         let _ = sql.exec("DROP TABLE IF EXISTS relay_session", None);
         *self.record.borrow_mut() = Some(None);
+        self.timers_dirty.set(true);
     }
 
     /// The record, after squaring it with the sockets that really exist: if
@@ -319,6 +327,9 @@ impl Session {
     }
 
     fn accept(&self, ws: &WebSocket, info: &SocketInfo) -> Result<()> {
+        if info.keep_alive.is_some() {
+            self.timers_dirty.set(true);
+        }
         match &info.role {
             Role::Host { .. } => self.state.accept_websocket_with_tags(ws, &[HOST_TAG]),
             Role::Client { id, .. } => self.state.accept_websocket_with_tags(ws, &[CLIENT_TAG, &client_tag(*id)]),
@@ -766,6 +777,9 @@ impl Session {
 
     /// Points the one alarm at the earliest deadline.
     async fn schedule(&self) {
+        if !self.timers_dirty.replace(false) && self.alarm.get().is_some() {
+            return;
+        }
         let wanted = self.record().and_then(|record| {
             let keep_alives = self
                 .state
@@ -793,6 +807,7 @@ impl Session {
             Ok(()) => self.alarm.set(Some(wanted)),
             Err(e) => {
                 self.alarm.set(None);
+                self.timers_dirty.set(true);
                 console_error!("setting the alarm failed: {e}");
             }
         }
