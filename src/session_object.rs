@@ -87,6 +87,9 @@ pub struct Session {
     sending: Cell<bool>,
     /// Rate-limit buckets of the sockets that sent since the last wake-up.
     buckets: RefCell<HashMap<u64, TokenBucket>>,
+    /// Client sockets by id, so relaying to a client needs no tag lookup.
+    /// Filled on demand; an entry goes whenever that client's socket does.
+    clients: RefCell<HashMap<u32, WebSocket>>,
     /// Set when something a deadline depends on changed (the record, a
     /// socket with keep-alive); only then is the alarm recomputed, so a
     /// relayed frame never scans the sockets.
@@ -113,6 +116,7 @@ impl DurableObject for Session {
             buckets: RefCell::new(HashMap::new()),
             host: RefCell::new(None),
             timers_dirty: Cell::new(true),
+            clients: RefCell::new(HashMap::new()),
         }
     }
 
@@ -292,6 +296,28 @@ impl Session {
         self.sockets(&client_tag(id)).next()
     }
 
+    /// Client `id`'s socket for sending, from the cache when possible.
+    fn client_ws(&self, id: u32) -> Option<WebSocket> {
+        if let Some(ws) = self.clients.borrow().get(&id) {
+            return Some(ws.clone());
+        }
+        let (ws, _) = self.client_socket(id)?;
+        self.clients.borrow_mut().insert(id, ws.clone());
+        Some(ws)
+    }
+
+    /// Forgets cached sockets of whoever `info` describes.
+    fn forget_socket(&self, info: &SocketInfo) {
+        match info.role {
+            Role::Host { .. } => {
+                self.host.borrow_mut().take();
+            }
+            Role::Client { id, .. } => {
+                self.clients.borrow_mut().remove(&id);
+            }
+        }
+    }
+
     fn connected_ids(&self) -> BTreeSet<u32> {
         self.sockets(CLIENT_TAG).filter_map(|(_, info)| info.client_id()).collect()
     }
@@ -318,9 +344,7 @@ impl Session {
     /// Closes a socket the relay is done with, marking it first so its later
     /// close event is not counted twice.
     fn close(&self, ws: &WebSocket, mut info: SocketInfo, close: Close) {
-        if matches!(info.role, Role::Host { .. }) {
-            self.host.borrow_mut().take();
-        }
+        self.forget_socket(&info);
         info.closed = true;
         let _ = ws.serialize_attachment(&info);
         let _ = ws.close(Some(close.code), Some(close.reason));
@@ -515,8 +539,8 @@ impl Session {
             HostFrame::ToClient { client, message } => {
                 let Some(n) = client_number(client) else { return reply(&say::unknown(client)) };
                 match record.group.destination(n) {
-                    Destination::Own(n) => match self.client_socket(n) {
-                        Some((client_ws, _)) => {
+                    Destination::Own(n) => match self.client_ws(n) {
+                        Some(client_ws) => {
                             let _ = client_ws.send_with_str(message);
                         }
                         None => reply(&say::unknown(client)),
@@ -614,9 +638,7 @@ impl Session {
     /// A socket is gone: a client's host hears of it, a host's session waits.
     fn depart(&self, info: &SocketInfo) {
         self.buckets.borrow_mut().remove(&info.token);
-        if matches!(info.role, Role::Host { .. }) {
-            self.host.borrow_mut().take();
-        }
+        self.forget_socket(info);
         let Some(record) = self.record() else { return };
         let now = now();
         match info.role {
@@ -672,8 +694,8 @@ impl Session {
         match call {
             SessionCall::DeliverToHost { line, queue } => self.deliver(&mut record, &line, queue),
             SessionCall::ToClient { id, message } => {
-                return match self.client_socket(id) {
-                    Some((ws, _)) => {
+                return match self.client_ws(id) {
+                    Some(ws) => {
                         let _ = ws.send_with_str(&message);
                         text(200, "ok")
                     }
