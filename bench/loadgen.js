@@ -1,0 +1,291 @@
+// The load generator: a child process of bench/run.js (forked, commands over
+// IPC), so its CPU is apart from the orchestrator's and from workerd's, and
+// several can run at once. It speaks the relay's host/client subset
+// (PROTOCOL.md 2–3), which the PartyServer peer speaks too.
+//
+// Hosts here are echo hosts: every `<n>: <msg>` from client n goes back as
+// `<n>: <msg>`, so it reaches the client that sent it.
+import WebSocket from 'ws';
+
+const WS_OPTIONS = { perMessageDeflate: false, handshakeTimeout: 30_000 };
+const STEP_MS = 30_000;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timeout: ${what}`)), ms); }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function opened(ws) {
+  return new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    ws.once('close', (code) => reject(new Error(`closed ${code} before open`)));
+  });
+}
+
+/** Sessions this process holds: { sid, host, hostFrames, connected, clients: [ws] }. */
+const sessions = [];
+let closes = 0; // sockets closed by the far end while held
+let lastClose = '';
+
+function onUnexpectedClose(what) {
+  return (code, reason) => {
+    if (!closing) { closes++; lastClose = `${what} closed ${code} ${reason}`; }
+  };
+}
+let closing = false;
+
+/** Connects an echo host; resolves once `session:` and `secret:` arrived. */
+async function connectHost(base) {
+  const ws = new WebSocket(`${base}/session?reconnect=false`, WS_OPTIONS);
+  const s = { sid: null, host: ws, connected: 0, clients: [], connectedWaiter: null, hostFrames: 0 };
+  let resolveReady;
+  const ready = new Promise((r) => { resolveReady = r; });
+  ws.on('message', (data) => {
+    const f = data.toString();
+    s.hostFrames++;
+    if (s.sid === null) {
+      if (f.startsWith('session: ')) s.sid = f.slice(9);
+      return;
+    }
+    if (f.startsWith('secret: ')) { resolveReady(); return; }
+    if (f.startsWith('connected: ')) {
+      s.connected++;
+      if (s.connectedWaiter && s.connected >= s.connectedWaiter.n) { s.connectedWaiter.resolve(); s.connectedWaiter = null; }
+      return;
+    }
+    if (f.startsWith('disconnected: ')) { s.connected--; return; }
+    // `<n>: <msg>` from a client: answer it.
+    const colon = f.indexOf(': ');
+    if (colon > 0 && f.charCodeAt(0) >= 49 && f.charCodeAt(0) <= 57) ws.send(f);
+  });
+  await opened(ws);
+  ws.on('error', () => {});
+  ws.on('close', onUnexpectedClose('host'));
+  await ready;
+  return s;
+}
+
+function waitConnected(s, n) {
+  if (s.connected >= n) return Promise.resolve();
+  return new Promise((resolve) => { s.connectedWaiter = { n, resolve }; });
+}
+
+/** A client socket; `onFrame` is swapped per scenario. */
+async function connectClient(base, sid) {
+  const ws = new WebSocket(`${base}/session/${sid}`, WS_OPTIONS);
+  ws.onFrame = null;
+  ws.on('message', (data) => ws.onFrame?.(data.toString()));
+  await opened(ws);
+  ws.on('error', () => {});
+  ws.on('close', onUnexpectedClose('client'));
+  return ws;
+}
+
+async function setupSession(base, nClients) {
+  const s = await connectHost(base);
+  s.clients = await Promise.all(Array.from({ length: nClients }, () => connectClient(base, s.sid)));
+  await waitConnected(s, nClients);
+  return s;
+}
+
+// ---- commands ---------------------------------------------------------------
+
+const commands = {
+  /** An echo host for one session; the clients may live in another process. */
+  async host({ base }) {
+    const s = await withTimeout(connectHost(base), STEP_MS, 'host connect');
+    sessions.push(s);
+    return { sid: s.sid };
+  },
+
+  async waitConnected({ n }) {
+    await withTimeout(waitConnected(sessions[0], n), STEP_MS, `${n} clients connected`);
+    return { connected: sessions[0].connected };
+  },
+
+  /** `count` clients of session `sid` (whose host is elsewhere). */
+  async clients({ base, sid, count }) {
+    const clients = await withTimeout(Promise.all(Array.from({ length: count }, () => connectClient(base, sid))), STEP_MS, 'clients connect');
+    sessions.push({ sid, host: null, clients });
+    return { clients: clients.length };
+  },
+
+  /**
+   * Closed loop: every client keeps `window` messages in flight through the
+   * echo host. Counts answers that arrive inside the measuring window.
+   */
+  async throughput({ warmupMs, durationMs, window, size }) {
+    const clients = sessions.flatMap((s) => s.clients);
+    const payload = 'x'.repeat(size);
+    let running = true;
+    let counting = false;
+    let answered = 0;
+    let inflight = 0;
+    let drained;
+    const allDrained = new Promise((r) => { drained = r; });
+    for (const c of clients) {
+      c.onFrame = () => {
+        inflight--;
+        if (counting) answered++;
+        if (running) { c.send(payload); inflight++; } else if (inflight === 0) drained();
+      };
+    }
+    for (const c of clients) for (let i = 0; i < window; i++) { c.send(payload); inflight++; }
+    await sleep(warmupMs);
+    counting = true;
+    const t0 = performance.now();
+    await sleep(durationMs);
+    counting = false;
+    const seconds = (performance.now() - t0) / 1000;
+    running = false;
+    await withTimeout(allDrained, 15_000, `draining ${inflight} messages`).catch(() => {});
+    for (const c of clients) c.onFrame = null;
+    return { answered, seconds, leftInFlight: inflight };
+  },
+
+  /**
+   * Open loop at `rate` messages/s spread over all clients, round-robin.
+   * Latency = send → the echo arriving back at the same client.
+   */
+  async latency({ rate, warmupMs, durationMs, size }) {
+    const clients = sessions.flatMap((s) => s.clients);
+    const pad = 'y'.repeat(Math.max(0, size - 12));
+    const sentAt = new Map();
+    const samples = [];
+    let measuring = false;
+    for (const c of clients) {
+      c.onFrame = (f) => {
+        const seq = Number(f.slice(0, f.indexOf(' ')));
+        const t = sentAt.get(seq);
+        if (t === undefined) return;
+        sentAt.delete(seq);
+        if (t.measured) samples.push(performance.now() - t.at);
+      };
+    }
+    const interval = 1000 / rate;
+    const total = Math.round(((warmupMs + durationMs) / 1000) * rate);
+    const t0 = performance.now();
+    let late = 0;
+    for (let seq = 0; seq < total; seq++) {
+      const due = t0 + seq * interval;
+      const wait = due - performance.now();
+      if (wait > 1) await sleep(wait);
+      else if (wait < -5) late++;
+      measuring = due - t0 >= warmupMs;
+      sentAt.set(seq, { at: performance.now(), measured: measuring });
+      clients[seq % clients.length].send(`${seq} ${pad}`);
+    }
+    const offeredSeconds = (performance.now() - t0) / 1000;
+    const deadline = Date.now() + 5000;
+    while (sentAt.size && Date.now() < deadline) await sleep(20);
+    for (const c of clients) c.onFrame = null;
+    samples.sort((a, b) => a - b);
+    const q = (p) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
+    return {
+      sent: total, measured: samples.length, lost: sentAt.size, late, offeredRate: total / offeredSeconds,
+      p50: q(0.5), p99: q(0.99), max: samples[samples.length - 1],
+    };
+  },
+
+  /**
+   * Many sessions: `count` sessions of 1 host + `clients` clients each, at
+   * most `concurrency` being set up at a time. Stops early at the first
+   * `maxErrors` failures.
+   */
+  async sessions({ base, count, clients, concurrency, maxErrors = 20 }) {
+    const errors = [];
+    let next = 0;
+    let ok = 0;
+    const t0 = performance.now();
+    const setupMs = [];
+    const workerLoop = async () => {
+      while (next < count && errors.length < maxErrors) {
+        next++;
+        const t = performance.now();
+        try {
+          sessions.push(await withTimeout(setupSession(base, clients), STEP_MS, 'session setup'));
+          ok++;
+          setupMs.push(performance.now() - t);
+        } catch (e) {
+          errors.push(e.message);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, workerLoop));
+    setupMs.sort((a, b) => a - b);
+    return {
+      ok, failed: errors.length, errors: [...new Set(errors)].slice(0, 5), seconds: (performance.now() - t0) / 1000,
+      setupP50: setupMs[Math.floor(setupMs.length / 2)], setupMax: setupMs[setupMs.length - 1],
+    };
+  },
+
+  /**
+   * One message per held session: its first client sends, the host echoes,
+   * the client must get it back. Returns how many made it and their latency.
+   */
+  async relayCheck({ concurrency = 200, timeoutMs = 20_000 }) {
+    const held = sessions.filter((s) => s.host && s.clients.length);
+    const times = [];
+    let failed = 0;
+    let next = 0;
+    const one = async (s, i) => {
+      const c = s.clients[0];
+      const text = `check ${i}`;
+      const t = performance.now();
+      const got = new Promise((resolve) => { c.onFrame = (f) => { if (f === text) resolve(); }; });
+      c.send(text);
+      await withTimeout(got, timeoutMs, 'relay check');
+      times.push(performance.now() - t);
+      c.onFrame = null;
+    };
+    const loop = async () => {
+      while (next < held.length) {
+        const i = next++;
+        try { await one(held[i], i); } catch { failed++; }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, held.length) }, loop));
+    times.sort((a, b) => a - b);
+    return {
+      sessions: held.length, ok: times.length, failed,
+      p50: times[Math.floor(times.length / 2)], max: times[times.length - 1],
+    };
+  },
+
+  /** Sockets held, and how many the far end closed meanwhile. */
+  async status() {
+    let open = 0;
+    for (const s of sessions) for (const ws of [s.host, ...s.clients]) if (ws && ws.readyState === WebSocket.OPEN) open++;
+    return { open, unexpectedCloses: closes, lastClose };
+  },
+
+  async closeAll() {
+    closing = true;
+    for (const s of sessions) for (const ws of [...s.clients, s.host]) ws?.terminate();
+    sessions.length = 0;
+    return {};
+  },
+
+  /** CPU this process used so far (also visible in /proc; this is a cross-check). */
+  async cpu() {
+    const u = process.cpuUsage();
+    return { seconds: (u.user + u.system) / 1e6 };
+  },
+};
+
+process.on('message', async ({ id, cmd, args }) => {
+  try {
+    const result = await commands[cmd](args ?? {});
+    process.send({ id, result });
+  } catch (e) {
+    process.send({ id, error: e.stack || String(e) });
+  }
+});
+process.on('disconnect', () => process.exit(0));

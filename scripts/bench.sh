@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# `npm run bench`: the relay against a PartyServer peer (bench/peer) under the
+# same wrangler dev, driven by the same load generator; writes bench/results.md.
+# Extra arguments are ignored; sizes come from BENCH_* variables (bench/run.js).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+cd "$ROOT"
+
+bash scripts/build.sh
+
+# The peer's own packages (partyserver, workers types), from its lockfile.
+if [ ! -f bench/peer/node_modules/.package-lock.json ] || [ bench/peer/package-lock.json -nt bench/peer/node_modules/.package-lock.json ]; then
+  say "installing the benchmark peer's npm packages"
+  (cd bench/peer && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
+
+say "benchmark (about 5 minutes)"
+node bench/run.js
