@@ -7,27 +7,16 @@
 // exist in production) is neither measured nor a second bottleneck; `proxyWs`
 // is there for a comparison.
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { appendFileSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { cmdline, comm, descendants, listeningPorts } from './proc.js';
+import { ROOT, freePort } from '../../tests/helpers/relay.js';
 
-export const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export { ROOT, freePort };
+
 export const WRANGLER = path.join(ROOT, 'node_modules/.bin/wrangler');
 
-export async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export function wranglerEnv() {
   return {
