@@ -1,22 +1,39 @@
 //! Askutron Relay: a WebSocket relay and matchmaker for game hosts behind
 //! firewalls, as a Cloudflare Worker.
 //!
-//! The protocol core (`protocol`, `secrets`, `session`, `matchmaking`,
-//! `stats`, `settings`) is plain Rust, unit-tested natively. The Worker glue
-//! (`router`, `session_object`, `matchmaker_object`) only exists in the wasm
-//! build and delegates every decision to the core.
+//! The protocol is two pure state machines, compiled and tested natively:
+//! `session_core` (one per session) and `matchmaker_core` (the one
+//! Matchmaker). They take inputs with the time and return ordered effects; they
+//! do no I/O. Around them: the wire format (`protocol`), the stored shapes
+//! (`record`, `links`), matching (`matchmaking`), figures (`stats`), settings,
+//! secrets and the calls between objects (`calls`).
+//!
+//! The Worker side (`router`, `session_object`, `matchmaker_object`,
+//! `executor`) only exists in the wasm build: it turns runtime events into
+//! inputs and carries out the effects.
 
 pub mod calls;
+pub mod journal;
+pub mod links;
+pub mod matchmaker_core;
 pub mod matchmaking;
 pub mod protocol;
+pub mod record;
 pub mod secrets;
-pub mod session;
+pub mod session_core;
 pub mod settings;
 pub mod stats;
+
+#[cfg(test)]
+mod scenarios;
+#[cfg(test)]
+mod testbus;
 
 /// The relay's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+#[cfg(target_arch = "wasm32")]
+mod executor;
 #[cfg(target_arch = "wasm32")]
 mod glue;
 #[cfg(target_arch = "wasm32")]

@@ -1,84 +1,18 @@
-//! Matchmaking rules (PROTOCOL.md section 4) as pure data: a session's view of
-//! its links (`Group`), and the matcher the Matchmaker object runs over the
-//! sessions that are looking (`Pool`).
+//! The Matchmaker's rules (PROTOCOL.md section 4) as pure data: the sessions
+//! that are looking (`Pool`) and how two of them pair up.
 //!
 //! Client ids across a linked group: the master's own clients keep theirs; a
 //! slave occupies a contiguous range `offset+1 ..= offset+span` of the master's
-//! id space. Ranges are handed out lowest-first, which gives the protocol's
-//! "master count plus the earlier slaves' counts" while slaves stay; when one
-//! leaves, the others keep their ids (players' ids never shift under them) and
-//! the freed range is reused.
+//! id space (`links` explains the translation). Ranges are handed out
+//! lowest-first, which gives the protocol's "master count plus the earlier
+//! slaves' counts" while slaves stay; when one leaves, the others keep their
+//! ids and the freed range goes to the next slave that fits.
 
 use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{JoinOptions, JoinRole};
-
-/// A session's matchmaking state, kept in its `SessionRecord`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Group {
-    /// While searching or linked, no new clients are let in: the session's
-    /// size is frozen at this span (its highest connected client id then).
-    pub frozen_span: Option<u32>,
-    /// The search this session has registered with the Matchmaker.
-    pub search: Option<JoinOptions>,
-    /// Set while this session is a slave.
-    pub master: Option<MasterLink>,
-    /// Set while this session is a master: its slaves in order of joining.
-    pub slaves: Vec<SlaveLink>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MasterLink {
-    pub sid: String,
-    pub offset: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SlaveLink {
-    pub sid: String,
-    pub offset: u32,
-    pub span: u32,
-}
-
-/// Where a master's `<n>: <message>` goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination<'a> {
-    Own(u32),
-    Slave { sid: &'a str, client: u32 },
-}
-
-impl Group {
-    pub fn is_linked(&self) -> bool {
-        self.master.is_some() || !self.slaves.is_empty()
-    }
-
-    /// Client id ranges in use by this session's group, its own first.
-    pub fn used_ranges(&self, own_span: u32) -> Vec<(u32, u32)> {
-        std::iter::once((0, own_span)).chain(self.slaves.iter().map(|s| (s.offset, s.span))).collect()
-    }
-
-    /// Maps a client id the master's host used to the session that owns it.
-    pub fn destination(&self, n: u32) -> Destination<'_> {
-        self.slaves
-            .iter()
-            .find(|s| n > s.offset && n <= s.offset + s.span)
-            .map_or(Destination::Own(n), |s| Destination::Slave { sid: &s.sid, client: n - s.offset })
-    }
-
-    /// The id the master's host knows this session's client `n` by.
-    pub fn id_at_master(&self, n: u32) -> Option<(&str, u32)> {
-        self.master.as_ref().map(|m| (m.sid.as_str(), n + m.offset))
-    }
-
-    /// Admits clients again once the session neither searches nor is linked.
-    pub fn thaw_if_idle(&mut self) {
-        if self.search.is_none() && !self.is_linked() {
-            self.frozen_span = None;
-        }
-    }
-}
 
 /// A session looking for partners, as the Matchmaker keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,15 +23,20 @@ pub struct Search {
     pub target: Option<String>,
     pub ghost_mode: bool,
     pub steam_user_id: Option<String>,
-    /// Id ranges the session's group uses, `(offset, span)`; its own is `(0, span)`.
+    /// Id ranges the session's group uses, `(offset, span)`; its own is
+    /// `(0, highest own id)`, its slaves' follow.
     pub used: Vec<(u32, u32)>,
+    /// The session's own client count (its frozen roster). Format 1 had
+    /// none: then the own range's span is the count.
+    #[serde(default)]
+    pub own_clients: Option<u32>,
     /// Arrival order: earlier searches are matched first.
     #[serde(default)]
     pub seq: u64,
 }
 
 impl Search {
-    pub fn new(sid: &str, options: &JoinOptions, used: Vec<(u32, u32)>) -> Self {
+    pub fn new(sid: &str, options: &JoinOptions, used: Vec<(u32, u32)>, own_clients: u32) -> Self {
         Search {
             sid: sid.to_string(),
             role: options.role,
@@ -106,12 +45,19 @@ impl Search {
             ghost_mode: options.ghost_mode,
             steam_user_id: options.steam_user_id.clone(),
             used,
+            own_clients: Some(own_clients),
             seq: 0,
         }
     }
 
-    fn own_span(&self) -> u32 {
-        self.used.first().map_or(0, |r| r.1)
+    /// Clients of the session itself: the span it takes as a slave.
+    fn own_count(&self) -> u32 {
+        self.own_clients.unwrap_or_else(|| self.used.first().map_or(0, |r| r.1))
+    }
+
+    /// Clients of the whole group: the session's own and its slaves'.
+    fn group_count(&self) -> u32 {
+        self.own_count() + self.used.iter().skip(1).map(|r| r.1).sum::<u32>()
     }
 
     fn has_slaves(&self) -> bool {
@@ -142,7 +88,7 @@ impl Search {
     }
 
     fn is_full(&self, max: u32) -> bool {
-        self.used.iter().map(|r| r.1).sum::<u32>() >= max
+        self.group_count() >= max
     }
 }
 
@@ -167,8 +113,13 @@ fn pair(master: &Search, slave: &Search, max: u32) -> Option<Match> {
     if !compatible {
         return None;
     }
-    let span = slave.own_span();
-    let offset = master.free_offset(span, max)?;
+    let span = slave.own_count();
+    if master.group_count() + span > max {
+        return None;
+    }
+    // Ids may reach past `max` when the master's own ids have gaps; the
+    // capacity rule is about client counts, checked above.
+    let offset = master.free_offset(span, u32::MAX)?;
     Some(Match { master: master.sid.clone(), slave: slave.sid.clone(), offset, span })
 }
 
@@ -192,9 +143,21 @@ impl Pool {
         self.searches.remove(sid)
     }
 
-    /// True if one more new search would exceed `cap`; renewing one never does.
-    pub fn is_full_for(&self, sid: &str, cap: usize) -> bool {
-        !self.searches.contains_key(sid) && self.searches.len() >= cap
+    /// True if one more new search would exceed `cap`, counting `pending`
+    /// searches that hold a place while they wait (for Steam); renewing one
+    /// never does.
+    pub fn is_full_for(&self, sid: &str, cap: usize, pending: usize) -> bool {
+        !self.searches.contains_key(sid) && self.searches.len() + pending >= cap
+    }
+
+    /// A link the Matchmaker made could not be completed: the master's range
+    /// for it is free again, if the master is still looking.
+    pub fn free_range(&mut self, master: &str, offset: u32) {
+        if let Some(search) = self.searches.get_mut(master) {
+            if let Some(pos) = search.used.iter().skip(1).position(|r| r.0 == offset) {
+                search.used.remove(pos + 1);
+            }
+        }
     }
 
     /// Registers (or renews) a search and makes every match it allows.
@@ -231,6 +194,10 @@ impl Pool {
         others.sort_by_key(|s| (!wants_me(s), !is_friend(s), s.seq));
         // The one that waited longer leads when either could.
         others.into_iter().find_map(|waiting| pair(waiting, new, max).or_else(|| pair(new, waiting, max)))
+    }
+
+    pub fn contains(&self, sid: &str) -> bool {
+        self.searches.contains_key(sid)
     }
 
     fn apply(&mut self, m: &Match, max: u32) {
@@ -272,9 +239,10 @@ mod tests {
     fn the_pool_has_a_cap_for_new_searches_only() {
         let mut pool = Pool::default();
         pool.search(search("a", JoinRole::Master, 1), None, 8);
-        assert!(pool.is_full_for("b", 1));
-        assert!(!pool.is_full_for("a", 1));
-        assert!(!pool.is_full_for("b", 2));
+        assert!(pool.is_full_for("b", 1, 0));
+        assert!(!pool.is_full_for("a", 1, 0));
+        assert!(!pool.is_full_for("b", 2, 0));
+        assert!(pool.is_full_for("b", 2, 1));
     }
 
     #[test]
@@ -287,7 +255,7 @@ mod tests {
     }
 
     fn search(sid: &str, role: JoinRole, span: u32) -> Search {
-        Search::new(sid, &JoinOptions { role, ..Default::default() }, vec![(0, span)])
+        Search::new(sid, &JoinOptions { role, ..Default::default() }, vec![(0, span)], span)
     }
 
     #[test]
@@ -405,17 +373,6 @@ mod tests {
         assert_eq!(s.free_offset(4, 8), None);
         assert_eq!(s.free_offset(1, 8), Some(2));
         assert_eq!(s.free_offset(0, 8), Some(0));
-    }
-
-    #[test]
-    fn group_routes_master_ids() {
-        let group = Group { slaves: vec![SlaveLink { sid: "s".into(), offset: 2, span: 3 }], ..Default::default() };
-        assert_eq!(group.destination(2), Destination::Own(2));
-        assert_eq!(group.destination(3), Destination::Slave { sid: "s", client: 1 });
-        assert_eq!(group.destination(5), Destination::Slave { sid: "s", client: 3 });
-        assert_eq!(group.destination(6), Destination::Own(6));
-        let slave = Group { master: Some(MasterLink { sid: "m".into(), offset: 2 }), ..Default::default() };
-        assert_eq!(slave.id_at_master(1), Some(("m", 3)));
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub const CLOSE_BINARY: Close = Close { code: 1003, reason: "binary frames are n
 pub const CLOSE_TOO_BIG: Close = Close { code: 1009, reason: "message too big (limit 1 MiB)" };
 pub const CLOSE_HOST_UNAVAILABLE: Close = Close { code: 1013, reason: "host unavailable" };
 pub const CLOSE_RATE_LIMITED: Close = Close { code: 1008, reason: "rate limit exceeded" };
+/// A client's message could not be stored for the absent host.
+pub const CLOSE_STORAGE_FAILED: Close = Close { code: 1011, reason: "storage error: message not kept" };
+/// The queue kept for the host could not be read; it is kept for the next take-over.
+pub const CLOSE_REPLAY_FAILED: Close = Close { code: 1011, reason: "storage error: reconnect to receive queued messages" };
 
 /// The reason the relay gives with one of its close codes.
 pub fn close_reason(code: u16) -> &'static str {
@@ -42,6 +46,7 @@ pub fn close_reason(code: u16) -> &'static str {
         CLOSE_TOO_BIG,
         CLOSE_HOST_UNAVAILABLE,
         CLOSE_RATE_LIMITED,
+        CLOSE_STORAGE_FAILED,
     ]
     .iter()
     .find(|c| c.code == code)

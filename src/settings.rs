@@ -10,9 +10,11 @@ pub struct Settings {
     pub reconnect_ms: f64,
     /// Clients per session and per linked group.
     pub max_clients: u32,
-    /// Frames a socket may send per second, sustained (token bucket refill).
+    /// Frames a client socket may send per second, sustained (token bucket
+    /// refill). A host may send `max_clients` times as many: it talks to all.
     pub rate_per_second: f64,
-    /// Frames a socket may send in a burst (token bucket size).
+    /// Frames a client socket may send in a burst (token bucket size); a
+    /// host's burst is `max_clients` times this.
     pub rate_burst: f64,
     /// Searches the Matchmaker holds at once; more are refused.
     pub max_searches: usize,
@@ -24,11 +26,23 @@ impl Default for Settings {
             keep_alive_ms: 30_000.0,
             reconnect_ms: 120_000.0,
             max_clients: 8,
-            rate_per_second: 1_000.0,
-            rate_burst: 10_000.0,
+            // A 60 Hz game sends 60 frames/s per player: well inside 100/s,
+            // with 200 frames of slack for a catch-up burst. A flood at the
+            // relay's processing speed (thousands/s) empties the bucket in
+            // well under a second, so the abuser is cut off before the
+            // runtime's backlog of its frames grows.
+            rate_per_second: 100.0,
+            rate_burst: 200.0,
             max_searches: 10_000,
         }
     }
+}
+
+/// One socket's rate limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub per_second: f64,
+    pub burst: f64,
 }
 
 /// Highest `MAX_CLIENTS` accepted: client ids must stay readable and a linked
@@ -36,6 +50,12 @@ impl Default for Settings {
 pub const MAX_CLIENTS_LIMIT: u32 = 1000;
 
 impl Settings {
+    /// The rate limit of a host socket (`host`) or a client socket.
+    pub fn limits(&self, host: bool) -> Limits {
+        let scale = if host { self.max_clients as f64 } else { 1.0 };
+        Limits { per_second: self.rate_per_second * scale, burst: self.rate_burst * scale }
+    }
+
     /// Builds settings from a variable lookup. A value that does not parse, or
     /// is out of range, keeps the default: a typo must not take the relay down.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Settings {

@@ -1,39 +1,54 @@
-//! The session state machine, without any runtime types: who may connect as
-//! host or client, which client id they get, what is kept while the host is
-//! away and when the object must wake up next.
+//! The shapes a session keeps across hibernation, and the rules that read
+//! them: `SessionRecord` (one per session, in the object's SQLite storage) and
+//! `SocketInfo` (one per socket, in its attachment).
 //!
-//! Two kinds of state exist, because a hibernated Durable Object loses its
-//! memory: `SessionRecord` (one per session, in Durable Object storage) and
-//! `SocketInfo` (one per socket, in the socket's attachment).
+//! Every stored shape must stay readable by the next version: fields added
+//! after the first format carry `#[serde(default)]`, and `tests` read the
+//! first format's JSON as it was written.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::matchmaking::Group;
+use crate::links::Group;
 use crate::protocol::MAX_QUEUED_BYTES;
 use crate::secrets::secrets_match;
+use crate::settings::Settings;
 use crate::stats::SessionCounts;
+
+/// The stored format this version writes. Format 1 had no `format` field.
+pub const RECORD_FORMAT: u32 = 2;
 
 /// What the session keeps in storage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
+    #[serde(default = "first_format")]
+    pub format: u32,
     pub id: String,
     pub secret: String,
     /// Whether the session waits for its host when the host's socket closes.
+    #[serde(default = "yes")]
     pub reconnect: bool,
-    /// Bumped at each host connect, so the close of a replaced host socket is
-    /// recognised as stale and ignored.
+    /// Bumped at each host connect, so a replaced host socket is recognised.
+    #[serde(default)]
     pub host_generation: u32,
     /// Set while no host is connected: when the session ends (epoch ms).
+    #[serde(default)]
     pub host_away_until: Option<f64>,
     /// Client uuid → the client id it keeps for the session's life.
+    #[serde(default)]
     pub reserved: BTreeMap<String, u32>,
-    /// Bytes of client messages queued for the absent host.
+    /// Bytes of client messages queued for the absent host (the messages
+    /// themselves, without the relay's `<n>: ` prefixes).
+    #[serde(default)]
     pub queued_bytes: usize,
+    /// Lines in the queue (an empty message is a line of no counted bytes).
+    #[serde(default)]
+    pub queued_lines: usize,
     /// Source of socket tokens, unique within the session.
+    #[serde(default)]
     pub next_socket_token: u64,
-    /// Matchmaking: search, links, frozen capacity.
+    /// Matchmaking: search, links, frozen roster.
     #[serde(default)]
     pub group: Group,
     /// When the figures for `/stats` are next reported (epoch ms), if they changed.
@@ -44,9 +59,17 @@ pub struct SessionRecord {
     pub stats_reported: SessionCounts,
 }
 
+fn first_format() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
 impl SessionRecord {
     pub fn new(id: String, secret: String, reconnect: bool) -> Self {
         SessionRecord {
+            format: RECORD_FORMAT,
             id,
             secret,
             reconnect,
@@ -54,11 +77,28 @@ impl SessionRecord {
             host_away_until: None,
             reserved: BTreeMap::new(),
             queued_bytes: 0,
+            queued_lines: 0,
             next_socket_token: 0,
             group: Group::default(),
             stats_due: None,
             stats_reported: SessionCounts::default(),
         }
+    }
+
+    /// Reads a stored record of any format this version knows.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        let mut record: SessionRecord = serde_json::from_str(json)?;
+        if record.format < 2 && record.queued_bytes > 0 {
+            // Format 1 did not count lines; any bytes mean at least one.
+            record.queued_lines = record.queued_lines.max(1);
+        }
+        record.group.upgrade();
+        record.format = RECORD_FORMAT;
+        Ok(record)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a record always serialises")
     }
 
     pub fn next_token(&mut self) -> u64 {
@@ -76,14 +116,18 @@ impl SessionRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SocketInfo {
     pub role: Role,
-    /// Unique within the session; tells sockets apart when one is closing.
+    /// Unique within the session; names the socket in the core's effects.
     pub token: u64,
+    #[serde(default)]
     pub keep_alive: Option<String>,
     /// When the next keep-alive is due (epoch ms); 0 when there is none.
+    #[serde(default)]
     pub keep_alive_due: f64,
     /// Set when the relay has already closed the socket and accounted for it,
-    /// so the runtime's later close event changes nothing.
+    /// so the runtime's later events for it change nothing.
+    #[serde(default)]
     pub closed: bool,
+    #[serde(default)]
     pub bucket: TokenBucket,
 }
 
@@ -94,22 +138,14 @@ pub enum Role {
 }
 
 impl SocketInfo {
-    pub fn new(
-        role: Role,
-        token: u64,
-        keep_alive: Option<String>,
-        now: f64,
-        settings: &crate::settings::Settings,
-    ) -> Self {
+    pub fn new(role: Role, token: u64, keep_alive: Option<String>, now: f64, settings: &Settings) -> Self {
         let keep_alive_due = if keep_alive.is_some() { now + settings.keep_alive_ms } else { 0.0 };
-        SocketInfo {
-            role,
-            token,
-            keep_alive,
-            keep_alive_due,
-            closed: false,
-            bucket: TokenBucket::full(settings.rate_burst, now),
-        }
+        let burst = settings.limits(matches!(role, Role::Host { .. })).burst;
+        SocketInfo { role, token, keep_alive, keep_alive_due, closed: false, bucket: TokenBucket::full(burst, now) }
+    }
+
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
     }
 
     pub fn client_id(&self) -> Option<u32> {
@@ -117,6 +153,10 @@ impl SocketInfo {
             Role::Client { id, .. } => Some(id),
             Role::Host { .. } => None,
         }
+    }
+
+    pub fn is_host(&self) -> bool {
+        matches!(self.role, Role::Host { .. })
     }
 }
 
@@ -165,8 +205,8 @@ pub struct SessionFull;
 ///
 /// `connected` are the ids with a live socket. A uuid seen before gets its id
 /// back; any other client the smallest id that is neither connected nor kept
-/// for a uuid. While the session's capacity is frozen (matchmaking), only a
-/// known uuid may come back, and only into the frozen range.
+/// for a uuid. While the session is frozen (matchmaking), only a known uuid
+/// may come back, and only to an id of the frozen roster.
 pub fn admit_client(
     record: &SessionRecord,
     connected: &BTreeSet<u32>,
@@ -174,12 +214,12 @@ pub fn admit_client(
     max_clients: u32,
 ) -> Result<ClientAdmission, SessionFull> {
     if let Some(id) = uuid.and_then(|u| record.reserved.get(u)).copied() {
-        if record.group.frozen_span.is_some_and(|span| id > span) {
+        if !record.group.admits(id) {
             return Err(SessionFull);
         }
         return Ok(ClientAdmission { id, replaces: connected.contains(&id), reserve: None });
     }
-    if record.group.frozen_span.is_some() {
+    if record.group.is_frozen() {
         return Err(SessionFull);
     }
     let kept: BTreeSet<u32> = record.reserved.values().copied().collect();
@@ -187,19 +227,14 @@ pub fn admit_client(
     Ok(ClientAdmission { id, replaces: false, reserve: uuid.map(str::to_string) })
 }
 
-/// Whether one more queued line of `len` bytes fits the per-session bound.
+/// Whether one more queued message of `len` bytes fits the per-session bound.
 pub fn queue_admits(queued_bytes: usize, len: usize) -> bool {
     queued_bytes.saturating_add(len) <= MAX_QUEUED_BYTES
 }
 
-/// The single alarm time: the earliest of all deadlines, if any.
-pub fn next_alarm(deadlines: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
-    deadlines.into_iter().flatten().fold(None, |earliest: Option<f64>, t| Some(earliest.map_or(t, |e| e.min(t))))
-}
-
-/// Per-socket message rate limit; lives in the attachment so hibernation does
+/// Per-socket frame rate limit; lives in the attachment so hibernation does
 /// not reset it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct TokenBucket {
     pub tokens: f64,
     pub updated: f64,
@@ -236,6 +271,27 @@ mod tests {
         ids.iter().copied().collect()
     }
 
+    /// A record exactly as version 1.0.0 wrote it.
+    const FORMAT_1_RECORD: &str = r#"{"id":"abc","secret":"s3","reconnect":true,"host_generation":2,"host_away_until":1000.0,"reserved":{"u1":1},"queued_bytes":5,"next_socket_token":7,"group":{"frozen_span":2,"search":null,"master":{"sid":"m","offset":3},"slaves":[]},"stats_due":null,"stats_reported":{"hosts":1,"clients":2,"players":2}}"#;
+    const FORMAT_1_ATTACHMENT: &str = r#"{"role":{"Client":{"id":2,"uuid":null}},"token":4,"keep_alive":"ka","keep_alive_due":30000.0,"closed":false,"bucket":{"tokens":9999.0,"updated":12.0}}"#;
+
+    #[test]
+    fn the_first_formats_are_read() {
+        let r = SessionRecord::from_json(FORMAT_1_RECORD).unwrap();
+        assert_eq!((r.id.as_str(), r.host_generation, r.queued_bytes, r.queued_lines), ("abc", 2, 5, 1));
+        assert_eq!(r.group.frozen, Some(vec![1, 2]));
+        assert_eq!(r.format, RECORD_FORMAT);
+        let again = SessionRecord::from_json(&r.to_json()).unwrap();
+        assert_eq!(again, r);
+        let info = SocketInfo::from_json(FORMAT_1_ATTACHMENT).unwrap();
+        assert_eq!((info.client_id(), info.token), (Some(2), 4));
+        // A minimal record (fields added later all missing) still reads.
+        let minimal = SessionRecord::from_json(r#"{"id":"x","secret":"y"}"#).unwrap();
+        assert!(minimal.reconnect && minimal.group == Group::default());
+        let minimal = SocketInfo::from_json(r#"{"role":{"Host":{"generation":1}},"token":1}"#).unwrap();
+        assert!(minimal.is_host() && !minimal.closed);
+    }
+
     #[test]
     fn host_admission_table() {
         let r = record();
@@ -260,25 +316,22 @@ mod tests {
         let first = admit_client(&r, &set(&[]), Some("u"), 8).unwrap();
         assert_eq!(first, ClientAdmission { id: 1, replaces: false, reserve: Some("u".into()) });
         r.reserved.insert("u".into(), 1);
-        // u is away: its id stays out of reach.
         assert_eq!(admit_client(&r, &set(&[]), None, 8).unwrap().id, 2);
-        // u comes back while away, and while still connected.
         assert_eq!(
             admit_client(&r, &set(&[2]), Some("u"), 8).unwrap(),
             ClientAdmission { id: 1, replaces: false, reserve: None }
         );
         assert!(admit_client(&r, &set(&[1, 2]), Some("u"), 8).unwrap().replaces);
-        // A returning uuid is let in even when every other id is taken.
         assert_eq!(admit_client(&r, &set(&[2, 3]), Some("u"), 3).unwrap().id, 1);
         assert_eq!(admit_client(&r, &set(&[2]), None, 2), Err(SessionFull));
     }
 
     #[test]
-    fn frozen_capacity_admits_only_known_uuids_in_range() {
+    fn frozen_roster_admits_only_its_known_uuids() {
         let mut r = record();
         r.reserved.insert("a".into(), 1);
         r.reserved.insert("c".into(), 3);
-        r.group.frozen_span = Some(2);
+        r.group.frozen = Some(vec![1, 2]);
         assert_eq!(admit_client(&r, &set(&[2]), None, 8), Err(SessionFull));
         assert_eq!(admit_client(&r, &set(&[2]), Some("new"), 8), Err(SessionFull));
         assert_eq!(admit_client(&r, &set(&[2]), Some("a"), 8).unwrap().id, 1);
@@ -293,27 +346,12 @@ mod tests {
     }
 
     #[test]
-    fn alarm_is_the_earliest_deadline() {
-        assert_eq!(next_alarm([None, None]), None);
-        assert_eq!(next_alarm([Some(5.0), None, Some(3.0)]), Some(3.0));
-    }
-
-    #[test]
-    fn expiry() {
-        let mut r = record();
-        assert!(!r.expired(1e15));
-        r.host_away_until = Some(100.0);
-        assert!(!r.expired(99.0));
-        assert!(r.expired(100.0));
-    }
-
-    #[test]
     fn token_bucket_refills_at_the_rate() {
         let mut b = TokenBucket::full(2.0, 0.0);
         assert!(b.take(0.0, 10.0, 2.0));
         assert!(b.take(0.0, 10.0, 2.0));
         assert!(!b.take(0.0, 10.0, 2.0));
-        assert!(b.take(100.0, 10.0, 2.0)); // 0.1 s at 10/s = 1 token
+        assert!(b.take(100.0, 10.0, 2.0));
         assert!(!b.take(100.0, 10.0, 2.0));
     }
 }
