@@ -13,20 +13,35 @@ use crate::stats::SessionCounts;
 pub enum SessionCall {
     /// A line for this session's host (`0: <message>` from a linked host).
     /// `queue`: keep it if the host is away.
-    DeliverToHost { line: String, queue: bool },
+    DeliverToHost {
+        line: String,
+        queue: bool,
+    },
     /// Something this (master) session's host must hear about a slave's
     /// client; ids are already in the master's space. Answered
     /// [`NOT_LINKED_YET`] while the master does not know the slave yet.
-    SlaveEvent { slave: String, event: SlaveEvent },
+    SlaveEvent {
+        slave: String,
+        event: SlaveEvent,
+    },
     /// A master's host wrote to this (slave) session's client at `rank`.
     /// Answered [`CLIENT_UNKNOWN`] when there is no such client.
-    ToClient { id: u32, message: String },
+    ToClient {
+        id: u32,
+        message: String,
+    },
     /// `0: <message>` from a slave's host to its master; `from` is the slave.
-    Broadcast { from: String, message: String },
+    Broadcast {
+        from: String,
+        message: String,
+    },
     /// The Matchmaker made this session a slave of `master` (step 1 of a
     /// link). Answered with the session's clients in the master's space, as
     /// JSON, or [`CONFLICT_STATUS`] if it can no longer be a slave.
-    LinkedAsSlave { master: String, offset: u32 },
+    LinkedAsSlave {
+        master: String,
+        offset: u32,
+    },
     /// The Matchmaker made this session master of `slave` (step 2), whose
     /// clients are `clients` (master ids, ascending).
     LinkedAsMaster {
@@ -37,8 +52,12 @@ pub enum SessionCall {
         clients: Vec<u32>,
         searching: bool,
     },
-    MasterLeft { master: String },
-    SlaveLeft { slave: String },
+    MasterLeft {
+        master: String,
+    },
+    SlaveLeft {
+        slave: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

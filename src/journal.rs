@@ -78,3 +78,55 @@ impl Event {
         self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 }
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Debug => "debug",
+            Severity::Info => "info",
+            Severity::Warn => "warn",
+            Severity::Error => "error",
+        }
+    }
+
+    /// Reads `LOG_LEVEL`; anything unknown keeps `info`.
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "debug" => Some(Severity::Debug),
+            "info" => Some(Severity::Info),
+            "warn" | "warning" => Some(Severity::Warn),
+            "error" => Some(Severity::Error),
+            _ => None,
+        }
+    }
+}
+
+impl Event {
+    /// One JSON line: `{"level":…,"event":…,<fields in order>}`.
+    pub fn to_json(&self) -> String {
+        let mut line = format!(r#"{{"level":"{}","event":"{}""#, self.severity.as_str(), self.name);
+        for (key, value) in &self.fields {
+            let value = match value {
+                Field::Text(s) => serde_json::Value::from(s.as_str()),
+                Field::Number(n) if n.fract() == 0.0 && n.abs() < 9e15 => serde_json::Value::from(*n as i64),
+                Field::Number(n) => serde_json::Value::from(*n),
+            };
+            line.push_str(&format!(r#","{key}":{value}"#));
+        }
+        line.push('}');
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_render_as_one_json_line_in_field_order() {
+        let e = Event::warn("socket_refused").with("sid", "a\"b").with("code", 1008u16).with("s", 1.5);
+        assert_eq!(e.to_json(), r#"{"level":"warn","event":"socket_refused","sid":"a\"b","code":1008,"s":1.5}"#);
+        assert_eq!(Severity::parse("WARN"), Some(Severity::Warn));
+        assert_eq!(Severity::parse("loud"), None);
+    }
+}

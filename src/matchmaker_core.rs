@@ -34,23 +34,41 @@ pub type JobId = u64;
 pub enum Input {
     Call(MatchmakerCall),
     /// The answer to `Effect::FetchFriends`: friends' Steam ids, or why not.
-    Friends { search: Search, result: Result<HashSet<String>, String> },
+    Friends {
+        search: Search,
+        result: Result<HashSet<String>, String>,
+    },
     /// The answer to `Effect::Tell`.
-    Told { job: JobId, outcome: Outcome },
+    Told {
+        job: JobId,
+        outcome: Outcome,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    Respond { status: u16, body: String },
+    Respond {
+        status: u16,
+        body: String,
+    },
     /// Fetch the friend list of `search.steam_user_id`, then hand it back
     /// with `Input::Friends`.
-    FetchFriends { search: Search },
+    FetchFriends {
+        search: Search,
+    },
     /// Call a session; hand the answer back with `Input::Told`.
-    Tell { job: JobId, to: String, call: SessionCall },
+    Tell {
+        job: JobId,
+        to: String,
+        call: SessionCall,
+    },
     SaveSearch(Search),
     DeleteSearch(String),
     SaveSeq(u64),
-    SaveStats { sid: String, counts: SessionCounts },
+    SaveStats {
+        sid: String,
+        counts: SessionCounts,
+    },
     Log(Event),
 }
 
@@ -153,7 +171,10 @@ impl MatchmakerCore {
             MatchmakerCall::Search { search } => {
                 if self.pool.is_full_for(&search.sid, self.settings.max_searches, self.awaiting_friends) {
                     out.push(Effect::Log(Event::warn("search_refused").with("sid", search.sid.as_str())));
-                    return out.push(Effect::Respond { status: POOL_FULL_STATUS, body: "too many sessions searching".into() });
+                    return out.push(Effect::Respond {
+                        status: POOL_FULL_STATUS,
+                        body: "too many sessions searching".into(),
+                    });
                 }
                 let Some(steam_id) = search.steam_user_id.clone().filter(|_| self.has_steam_key) else {
                     return self.search(search, None, out);
@@ -269,7 +290,9 @@ impl MatchmakerCore {
             (Step::Slave, None) => {
                 // The slave is gone or linked elsewhere: no link, range free again.
                 out.push(Effect::Log(
-                    Event::info("link_abandoned").with("master", master.as_str()).with("slave", job.link.slave.as_str()),
+                    Event::info("link_abandoned")
+                        .with("master", master.as_str())
+                        .with("slave", job.link.slave.as_str()),
                 ));
                 let offset = job.link.offset;
                 self.pool.free_range(&master, offset);
@@ -334,8 +357,10 @@ mod tests {
     fn a_masters_announcements_run_one_at_a_time_in_match_order() {
         let mut mm = core();
         mm.handle(0.0, Input::Call(MatchmakerCall::Search { search: search("m", JoinRole::Master, 1, None) }));
-        let first = mm.handle(0.0, Input::Call(MatchmakerCall::Search { search: search("s1", JoinRole::Slave, 1, None) }));
-        let second = mm.handle(0.0, Input::Call(MatchmakerCall::Search { search: search("s2", JoinRole::Slave, 2, None) }));
+        let first =
+            mm.handle(0.0, Input::Call(MatchmakerCall::Search { search: search("s1", JoinRole::Slave, 1, None) }));
+        let second =
+            mm.handle(0.0, Input::Call(MatchmakerCall::Search { search: search("s2", JoinRole::Slave, 2, None) }));
         let t1 = tells(&first);
         assert_eq!(t1.len(), 1);
         assert_eq!(t1[0].2, SessionCall::LinkedAsSlave { master: "m".into(), offset: 1 });
@@ -370,8 +395,10 @@ mod tests {
 
     #[test]
     fn searches_waiting_for_steam_hold_a_place_and_friend_lists_are_cached() {
-        let mut mm = MatchmakerCore::restore(Settings { max_searches: 2, ..Settings::default() }, true, vec![], 0, vec![]);
-        let e = mm.handle(0.0, Input::Call(MatchmakerCall::Search { search: search("a", JoinRole::Master, 1, Some("7")) }));
+        let mut mm =
+            MatchmakerCore::restore(Settings { max_searches: 2, ..Settings::default() }, true, vec![], 0, vec![]);
+        let e =
+            mm.handle(0.0, Input::Call(MatchmakerCall::Search { search: search("a", JoinRole::Master, 1, Some("7")) }));
         let Effect::FetchFriends { search: waiting } = &e[0] else { panic!("{e:?}") };
         let waiting = waiting.clone();
         mm.handle(0.0, Input::Call(MatchmakerCall::Search { search: search("b", JoinRole::Master, 1, None) }));
@@ -382,10 +409,14 @@ mod tests {
         assert!(mm.pool().contains("a"));
         mm.handle(2.0, Input::Call(MatchmakerCall::Cancel { sid: "a".into() }));
         // Cached now: no second fetch within the TTL, a fetch after it.
-        let e = mm.handle(3.0, Input::Call(MatchmakerCall::Search { search: search("a", JoinRole::Master, 1, Some("7")) }));
+        let e =
+            mm.handle(3.0, Input::Call(MatchmakerCall::Search { search: search("a", JoinRole::Master, 1, Some("7")) }));
         assert!(!e.iter().any(|e| matches!(e, Effect::FetchFriends { .. })));
         mm.handle(4.0, Input::Call(MatchmakerCall::Cancel { sid: "a".into() }));
-        let e = mm.handle(FRIENDS_TTL_MS + 2.0, Input::Call(MatchmakerCall::Search { search: search("a", JoinRole::Master, 1, Some("7")) }));
+        let e = mm.handle(
+            FRIENDS_TTL_MS + 2.0,
+            Input::Call(MatchmakerCall::Search { search: search("a", JoinRole::Master, 1, Some("7")) }),
+        );
         assert!(e.iter().any(|e| matches!(e, Effect::FetchFriends { .. })));
     }
 

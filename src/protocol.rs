@@ -33,7 +33,8 @@ pub const CLOSE_RATE_LIMITED: Close = Close { code: 1008, reason: "rate limit ex
 /// A client's message could not be stored for the absent host.
 pub const CLOSE_STORAGE_FAILED: Close = Close { code: 1011, reason: "storage error: message not kept" };
 /// The queue kept for the host could not be read; it is kept for the next take-over.
-pub const CLOSE_REPLAY_FAILED: Close = Close { code: 1011, reason: "storage error: reconnect to receive queued messages" };
+pub const CLOSE_REPLAY_FAILED: Close =
+    Close { code: 1011, reason: "storage error: reconnect to receive queued messages" };
 
 /// The reason the relay gives with one of its close codes.
 pub fn close_reason(code: u16) -> &'static str {

@@ -327,7 +327,10 @@ fn eviction_keeps_ids_uuids_secret_links_and_queue() {
     assert_eq!(bus.state(&c3).unwrap().attachment.as_ref().unwrap().client_id(), Some(3));
     let h2 = bus.host(&format!("id=ev&secret={secret}")).unwrap();
     let frames = bus.frames(&h2);
-    assert_eq!(frames[2..], ["connected: 1".to_string(), "connected: 2".into(), "connected: 3".into(), "1: kept".into()]);
+    assert_eq!(
+        frames[2..],
+        ["connected: 1".to_string(), "connected: 2".into(), "connected: 3".into(), "1: kept".into()]
+    );
     bus.evict("ev");
     let again = bus.client("ev", "client=u1").unwrap();
     assert_eq!(bus.closed(&c1), close_of(4002, "replaced"));
@@ -521,9 +524,15 @@ fn racing_searches_announce_slaves_in_the_order_of_their_ranges() {
             bus.send(s, "/join-session id=m");
         }
         // At the same moment: the master opens, three more slaves search.
-        bus.input("m", crate::session_core::Input::Frame { socket: m.token, frame: Frame::Text("/join-session master private") });
+        bus.input(
+            "m",
+            crate::session_core::Input::Frame { socket: m.token, frame: Frame::Text("/join-session master private") },
+        );
         for (s, _) in &slaves[4..] {
-            bus.input(&s.sid, crate::session_core::Input::Frame { socket: s.token, frame: Frame::Text("/join-session slave id=m") });
+            bus.input(
+                &s.sid,
+                crate::session_core::Input::Frame { socket: s.token, frame: Frame::Text("/join-session slave id=m") },
+            );
         }
         bus.settle();
         for (_, clients) in &slaves {

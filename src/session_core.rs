@@ -17,16 +17,16 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::calls::{
-    MatchmakerCall, Outcome, SessionCall, SlaveEvent, CLIENT_UNKNOWN, CONFLICT_STATUS, GONE_STATUS, NOT_LINKED_YET, OK_STATUS,
-    POOL_FULL_STATUS, QUEUE_FULL_STATUS,
+    MatchmakerCall, Outcome, SessionCall, SlaveEvent, CLIENT_UNKNOWN, CONFLICT_STATUS, GONE_STATUS, NOT_LINKED_YET,
+    OK_STATUS, POOL_FULL_STATUS, QUEUE_FULL_STATUS,
 };
 use crate::journal::Event;
 use crate::links::{MasterLink, SlaveLink};
 use crate::matchmaking::Search;
 use crate::protocol::{
     client_number, http, parse_host_frame, say, ClientParams, Close, HostCommand, HostFrame, HostParams, ParamError,
-    CLOSE_BINARY, CLOSE_HOST_UNAVAILABLE, CLOSE_RATE_LIMITED, CLOSE_REPLACED, CLOSE_SESSION_CLOSED, CLOSE_SESSION_FULL,
-    CLOSE_REPLAY_FAILED, CLOSE_STORAGE_FAILED, CLOSE_TAKEN_OVER, CLOSE_TOO_BIG,
+    CLOSE_BINARY, CLOSE_HOST_UNAVAILABLE, CLOSE_RATE_LIMITED, CLOSE_REPLACED, CLOSE_REPLAY_FAILED,
+    CLOSE_SESSION_CLOSED, CLOSE_SESSION_FULL, CLOSE_STORAGE_FAILED, CLOSE_TAKEN_OVER, CLOSE_TOO_BIG,
 };
 use crate::record::{
     admit_client, admit_host, queue_admits, HostAdmission, HostRejection, Role, SessionRecord, SocketInfo,
@@ -62,18 +62,34 @@ pub enum Frame<'a> {
 pub enum Input<'a> {
     /// `GET /session?...` with an upgrade. `fresh_secret` is used if the
     /// session is created (randomness comes from outside).
-    HostConnect { params: HostParams, fresh_secret: String },
+    HostConnect {
+        params: HostParams,
+        fresh_secret: String,
+    },
     /// `GET /session/<sid>?...` with an upgrade.
-    ClientConnect { params: ClientParams },
-    Frame { socket: Token, frame: Frame<'a> },
+    ClientConnect {
+        params: ClientParams,
+    },
+    Frame {
+        socket: Token,
+        frame: Frame<'a>,
+    },
     /// The peer closed the socket (`code` as it sent it).
-    Closed { socket: Token, code: u16 },
-    Errored { socket: Token },
+    Closed {
+        socket: Token,
+        code: u16,
+    },
+    Errored {
+        socket: Token,
+    },
     Alarm,
     /// A call from another object; answered with `Effect::Respond`.
     Call(SessionCall),
     /// The answer to a call this session made.
-    Answer { call: OutgoingCall, outcome: Outcome },
+    Answer {
+        call: OutgoingCall,
+        outcome: Outcome,
+    },
     /// An effect's storage operation failed.
     StorageFailed(StorageFailure),
 }
@@ -82,10 +98,19 @@ pub enum Input<'a> {
 pub enum StorageFailure {
     Persist(String),
     /// A message could not be queued; `bytes` were counted for it.
-    Enqueue { sender: Option<Token>, bytes: usize, error: String },
+    Enqueue {
+        sender: Option<Token>,
+        bytes: usize,
+        error: String,
+    },
     /// The queue could not be read for the host that took over; nothing was
     /// deleted. `bytes`/`lines` are what the queue held.
-    Replay { host: Token, bytes: usize, lines: usize, error: String },
+    Replay {
+        host: Token,
+        bytes: usize,
+        lines: usize,
+        error: String,
+    },
     Alarm(String),
 }
 
@@ -137,8 +162,13 @@ pub struct OutgoingCall {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     /// Complete the upgrade with the socket accepted as `socket`.
-    Upgrade { socket: Token },
-    Text { status: u16, body: String },
+    Upgrade {
+        socket: Token,
+    },
+    Text {
+        status: u16,
+        body: String,
+    },
 }
 
 impl Answer {
@@ -157,19 +187,39 @@ pub enum Effect<'a> {
     /// Accept the new socket of this request as `socket`: with its attachment
     /// through the hibernation API, or plainly when `info` is `None` (a socket
     /// that is refused at once).
-    Accept { socket: Token, info: Option<SocketInfo> },
-    Send { to: Token, text: Cow<'a, str> },
-    Close { to: Token, close: Close },
+    Accept {
+        socket: Token,
+        info: Option<SocketInfo>,
+    },
+    Send {
+        to: Token,
+        text: Cow<'a, str>,
+    },
+    Close {
+        to: Token,
+        close: Close,
+    },
     /// Store the socket's facts in its attachment.
-    Attach { socket: Token, info: SocketInfo },
+    Attach {
+        socket: Token,
+        info: SocketInfo,
+    },
     /// Store the record (`SessionCore::record`).
     Persist,
     /// Forget the session: record and queue.
     Erase,
     /// Add a line to the queue for the absent host.
-    Enqueue { line: String, sender: Option<Token>, bytes: usize },
+    Enqueue {
+        line: String,
+        sender: Option<Token>,
+        bytes: usize,
+    },
     /// Send the whole queue to `to` in order, then clear it.
-    Replay { to: Token, bytes: usize, lines: usize },
+    Replay {
+        to: Token,
+        bytes: usize,
+        lines: usize,
+    },
     Call(OutgoingCall),
     SetAlarm(Option<f64>),
     Respond(Answer),
@@ -421,8 +471,13 @@ impl SessionCore {
         record.reconnect = params.reconnect;
         record.host_away_until = None;
         let token = record.next_token();
-        let info =
-            SocketInfo::new(Role::Host { generation: record.host_generation }, token, params.keep_alive, now, &self.settings);
+        let info = SocketInfo::new(
+            Role::Host { generation: record.host_generation },
+            token,
+            params.keep_alive,
+            now,
+            &self.settings,
+        );
         let (session_line, secret_line) = (say::session(&record.id), say::secret(&record.secret));
         let (queued_bytes, queued_lines) = (record.queued_bytes, record.queued_lines);
         out.push(Effect::Accept { socket: token, info: Some(info.clone()) });
@@ -487,7 +542,8 @@ impl SessionCore {
             record.reserved.insert(uuid, id);
         }
         let token = record.next_token();
-        let info = SocketInfo::new(Role::Client { id, uuid: params.uuid }, token, params.keep_alive, now, &self.settings);
+        let info =
+            SocketInfo::new(Role::Client { id, uuid: params.uuid }, token, params.keep_alive, now, &self.settings);
         out.push(Effect::Accept { socket: token, info: Some(info.clone()) });
         if info.keep_alive.is_some() {
             self.timers_dirty = true;
@@ -506,7 +562,12 @@ impl SessionCore {
     fn announce(&self, id: u32, line: fn(u32) -> String, event: fn(u32) -> SlaveEvent, out: &mut Out<'_>) {
         self.tell_host(out, line(id));
         if let Some((master, n)) = self.record.as_ref().and_then(|r| r.group.id_at_master(id)) {
-            Self::call_peer(out, master, SessionCall::SlaveEvent { slave: self.sid().to_string(), event: event(n) }, Purpose::Linked);
+            Self::call_peer(
+                out,
+                master,
+                SessionCall::SlaveEvent { slave: self.sid().to_string(), event: event(n) },
+                Purpose::Linked,
+            );
         }
     }
 
@@ -617,7 +678,8 @@ impl SessionCore {
                 }
                 let frozen = record.group.frozen.get_or_insert(own).clone();
                 let top = frozen.last().copied().unwrap_or(0);
-                let used = std::iter::once((0, top)).chain(record.group.slaves.iter().map(|s| (s.offset, s.span))).collect();
+                let used =
+                    std::iter::once((0, top)).chain(record.group.slaves.iter().map(|s| (s.offset, s.span))).collect();
                 let search = Search::new(&sid, &options, used, frozen.len() as u32);
                 record.group.search = Some(options);
                 self.persist(out);
@@ -733,7 +795,9 @@ impl SessionCore {
             Self::call_matchmaker(out, MatchmakerCall::Report { sid: record.id.clone(), counts }, Purpose::Notice);
         }
         out.push(Effect::Erase);
-        out.push(Effect::Log(Event::info("session_ended").with("sid", record.id.as_str()).with("reason", why.as_str())));
+        out.push(Effect::Log(
+            Event::info("session_ended").with("sid", record.id.as_str()).with("reason", why.as_str()),
+        ));
         self.timers_dirty = true;
     }
 
@@ -816,20 +880,26 @@ impl SessionCore {
         let sid = self.sid().to_string();
         match failure {
             StorageFailure::Persist(error) => {
-                out.push(Effect::Log(Event::error("storage_error").with("sid", sid).with("op", "persist").with("error", error)));
+                out.push(Effect::Log(
+                    Event::error("storage_error").with("sid", sid).with("op", "persist").with("error", error),
+                ));
             }
             StorageFailure::Alarm(error) => {
                 // Not known any more: the next change sets it again.
                 self.alarm = None;
                 self.timers_dirty = true;
-                out.push(Effect::Log(Event::error("storage_error").with("sid", sid).with("op", "alarm").with("error", error)));
+                out.push(Effect::Log(
+                    Event::error("storage_error").with("sid", sid).with("op", "alarm").with("error", error),
+                ));
             }
             StorageFailure::Enqueue { sender, bytes, error } => {
                 if let Some(record) = self.record.as_mut() {
                     record.queued_bytes = record.queued_bytes.saturating_sub(bytes);
                     record.queued_lines = record.queued_lines.saturating_sub(1);
                 }
-                out.push(Effect::Log(Event::error("storage_error").with("sid", sid).with("op", "enqueue").with("error", error)));
+                out.push(Effect::Log(
+                    Event::error("storage_error").with("sid", sid).with("op", "enqueue").with("error", error),
+                ));
                 // The sender learns that its message was not kept.
                 if let Some(sender) = sender {
                     if let Some((info, current)) = self.close_socket(sender, CLOSE_STORAGE_FAILED, out) {
@@ -845,7 +915,9 @@ impl SessionCore {
                     record.queued_bytes += bytes;
                     record.queued_lines += lines;
                 }
-                out.push(Effect::Log(Event::error("storage_error").with("sid", sid).with("op", "replay").with("error", error)));
+                out.push(Effect::Log(
+                    Event::error("storage_error").with("sid", sid).with("op", "replay").with("error", error),
+                ));
                 self.persist(out);
                 if self.host == Some(host) {
                     if let Some((info, current)) = self.close_socket(host, CLOSE_REPLAY_FAILED, out) {
@@ -893,7 +965,8 @@ impl SessionCore {
                 }
             }
             SessionCall::ToClient { id, message } => {
-                let client = self.record.as_ref().and_then(|r| r.group.client_at_rank(id)).and_then(|c| self.clients.get(&c));
+                let client =
+                    self.record.as_ref().and_then(|r| r.group.client_at_rank(id)).and_then(|c| self.clients.get(&c));
                 match client {
                     Some(&token) => {
                         Self::send(out, token, message);
@@ -919,11 +992,8 @@ impl SessionCore {
                 }
                 record.group.search = None;
                 record.group.master = Some(MasterLink { sid: master.clone(), offset });
-                let clients: Vec<u32> = self
-                    .clients
-                    .keys()
-                    .filter_map(|&id| record.group.id_at_master(id).map(|(_, n)| n))
-                    .collect();
+                let clients: Vec<u32> =
+                    self.clients.keys().filter_map(|&id| record.group.id_at_master(id).map(|(_, n)| n)).collect();
                 self.persist(out);
                 self.deliver(say::set_master(&master), true, out);
                 out.push(Effect::Log(link_made(&master, &sid, offset)));
@@ -935,7 +1005,8 @@ impl SessionCore {
                 if record.group.master.is_some() || record.group.slaves.iter().any(|s| s.sid == slave) {
                     return respond(out, CONFLICT_STATUS, "cannot lead");
                 }
-                let clients: BTreeSet<u32> = clients.into_iter().filter(|&n| n > offset && n <= offset + span).collect();
+                let clients: BTreeSet<u32> =
+                    clients.into_iter().filter(|&n| n > offset && n <= offset + span).collect();
                 record.group.slaves.push(SlaveLink { sid: slave.clone(), offset, span, clients: clients.clone() });
                 if !searching {
                     record.group.search = None;
@@ -1051,7 +1122,9 @@ impl SessionCore {
                 out.push(Effect::Call(retry));
             } else if let Some(master) = peer {
                 // The master never heard of the link: it is not a link.
-                out.push(Effect::Log(Event::warn("link_unconfirmed").with("sid", self.sid()).with("master", master.as_str())));
+                out.push(Effect::Log(
+                    Event::warn("link_unconfirmed").with("sid", self.sid()).with("master", master.as_str()),
+                ));
                 self.master_gone(&master, "link never confirmed", out);
             }
             return;
@@ -1072,8 +1145,14 @@ impl SessionCore {
                         record.group.thaw_if_idle();
                         self.persist(out);
                         self.tell_host(out, say::INVALID);
-                        let why = if status == Some(POOL_FULL_STATUS) { "too many searches" } else { "matchmaker unavailable" };
-                        out.push(Effect::Log(Event::warn("search_refused").with("sid", self.sid()).with("reason", why)));
+                        let why = if status == Some(POOL_FULL_STATUS) {
+                            "too many searches"
+                        } else {
+                            "matchmaker unavailable"
+                        };
+                        out.push(Effect::Log(
+                            Event::warn("search_refused").with("sid", self.sid()).with("reason", why),
+                        ));
                     }
                 }
             }

@@ -282,12 +282,8 @@ impl Bus {
         let slot = self.slot(sid);
         assert!(slot.outbox.is_empty(), "an object with calls under way is not evicted");
         let record = slot.stored.as_deref().map(|json| SessionRecord::from_json(json).expect("stored record reads"));
-        let sockets = slot
-            .sockets
-            .values()
-            .filter(|s| !s.closed_by_peer)
-            .filter_map(|s| s.attachment.clone())
-            .collect();
+        let sockets =
+            slot.sockets.values().filter(|s| !s.closed_by_peer).filter_map(|s| s.attachment.clone()).collect();
         slot.core = SessionCore::restore(settings, record, sockets);
     }
 

@@ -274,10 +274,10 @@ test('keep-alive text reaches hosts and clients and is never relayed', async () 
   h.close();
 });
 
-test('a flood of 10,000 frames reaches the host complete and in order', async () => {
+test('a burst as large as the default rate limit allows (200 frames) reaches the host complete and in order', async () => {
   const h = await host(relay);
   const c = await join(relay, h);
-  const N = 10_000;
+  const N = 200;
   for (let i = 0; i < N; i++) c.send(`f${i}`);
   for (let i = 0; i < N; i++) assert.equal(await h.next(), `${c.id}: f${i}`);
   h.close();

@@ -1,0 +1,528 @@
+//! What the Durable Objects share to carry out the cores' effects: the
+//! session's SQLite tables, the ordered outbox of calls, the alarm, the log.
+//!
+//! Storage goes through the synchronous SQL API, so no other event slips in
+//! between the core's decision and its record being written; the only awaits
+//! are calls to other objects and the alarm, and no `RefCell` borrow is held
+//! across them.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use futures_util::future::{select, Either};
+use worker::{
+    console_error, console_log, console_warn, Delay, Env, Fetch, Request, Response, Result, SqlStorage,
+    SqlStorageValue, State, WebSocket, WebSocketPair,
+};
+
+use crate::calls::Outcome;
+use crate::calls::SessionCall;
+use crate::glue::{call, is_internal, matchmaker_stub, random, session_stub, text};
+use crate::journal::{Event, Severity};
+use crate::matchmaking::Search;
+use crate::protocol::{ClientParams, HostParams};
+use crate::record::{SessionRecord, SocketInfo};
+use crate::secrets;
+use crate::session_core::{Answer, CallBody, Effect, Input, OutgoingCall, Peer, SessionCore, StorageFailure, Token};
+use crate::settings::Settings;
+use crate::stats::SessionCounts;
+
+// ---- log -------------------------------------------------------------------------
+
+/// The least severe event that is written (`LOG_LEVEL`, default `info`).
+pub fn log_level(env: &Env) -> Severity {
+    env.var("LOG_LEVEL").ok().and_then(|v| Severity::parse(&v.to_string())).unwrap_or(Severity::Info)
+}
+
+/// Writes one event as one JSON line, for `wrangler tail` and Workers Logs.
+pub fn emit(min: Severity, event: &Event) {
+    if event.severity < min {
+        return;
+    }
+    let line = event.to_json();
+    match event.severity {
+        Severity::Debug | Severity::Info => console_log!("{line}"),
+        Severity::Warn => console_warn!("{line}"),
+        Severity::Error => console_error!("{line}"),
+    }
+}
+
+// ---- the session's tables ----------------------------------------------------------
+
+/// A session's storage: its record (one row) and the queue for an absent host.
+pub struct SessionStore {
+    sql: SqlStorage,
+}
+
+#[derive(serde::Deserialize)]
+struct RecordRow {
+    v: String,
+}
+
+#[derive(serde::Deserialize)]
+struct QueueRow {
+    line: String,
+}
+
+impl SessionStore {
+    pub fn new(state: &State) -> Self {
+        SessionStore { sql: state.storage().sql() }
+    }
+
+    /// The stored record, if the session exists. A session that never existed
+    /// has no table, and reading must not create one: ids probed by clients
+    /// leave no storage behind.
+    pub fn read_record(&self) -> Result<Option<SessionRecord>, String> {
+        let has_table = self
+            .sql
+            .exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'relay_session'", None)
+            .and_then(|c| c.to_array::<serde_json::Value>())
+            .map_err(|e| e.to_string())?;
+        if has_table.is_empty() {
+            return Ok(None);
+        }
+        let rows = self
+            .sql
+            .exec("SELECT v FROM relay_session WHERE k = 'record'", None)
+            .and_then(|c| c.to_array::<RecordRow>())
+            .map_err(|e| e.to_string())?;
+        match rows.into_iter().next() {
+            Some(row) => SessionRecord::from_json(&row.v).map(Some).map_err(|e| format!("unreadable record: {e}")),
+            None => Ok(None),
+        }
+    }
+
+    pub fn write_record(&self, record: &SessionRecord) -> Result<(), String> {
+        let sql = &self.sql;
+        sql.exec("CREATE TABLE IF NOT EXISTS relay_session (k TEXT PRIMARY KEY, v TEXT NOT NULL)", None)
+            .and_then(|_| {
+                sql.exec(
+                    "CREATE TABLE IF NOT EXISTS relay_queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)",
+                    None,
+                )
+            })
+            .and_then(|_| {
+                sql.exec(
+                    "INSERT OR REPLACE INTO relay_session (k, v) VALUES ('record', ?)",
+                    vec![SqlStorageValue::from(record.to_json())],
+                )
+            })
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn enqueue(&self, line: &str) -> Result<(), String> {
+        self.sql
+            .exec("INSERT INTO relay_queue (line) VALUES (?)", vec![SqlStorageValue::from(line.to_string())])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The queue in order. Nothing is deleted here: see `clear_queue`.
+    pub fn read_queue(&self) -> Result<Vec<String>, String> {
+        self.sql
+            .exec("SELECT line FROM relay_queue ORDER BY seq", None)
+            .and_then(|c| c.to_array::<QueueRow>())
+            .map(|rows| rows.into_iter().map(|r| r.line).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn clear_queue(&self) -> Result<(), String> {
+        self.sql.exec("DELETE FROM relay_queue", None).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Forgets the session entirely: the id is free again.
+    pub fn erase(&self) -> Result<(), String> {
+        self.sql
+            .exec("DROP TABLE IF EXISTS relay_queue", None)
+            .and_then(|_| self.sql.exec("DROP TABLE IF EXISTS relay_session", None))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+// ---- calls -------------------------------------------------------------------------
+
+/// Calls to other objects, sent one at a time in the order they were made.
+/// The event that finds the outbox idle drains it; the others leave their
+/// calls to it. A retry goes first, so a link's calls stay in order.
+#[derive(Default)]
+pub struct Outbox {
+    calls: RefCell<VecDeque<OutgoingCall>>,
+    draining: Cell<bool>,
+}
+
+impl Outbox {
+    pub fn push(&self, call: OutgoingCall) {
+        if call.retry_at.is_some() {
+            self.calls.borrow_mut().push_front(call);
+        } else {
+            self.calls.borrow_mut().push_back(call);
+        }
+    }
+
+    /// Claims the outbox for draining; false if another event drains it.
+    pub fn claim(&self) -> bool {
+        !self.draining.replace(true)
+    }
+
+    pub fn release(&self) {
+        self.draining.set(false);
+    }
+
+    pub fn next(&self) -> Option<OutgoingCall> {
+        self.calls.borrow_mut().pop_front()
+    }
+}
+
+/// Sends one call and waits for its answer.
+pub async fn send(env: &Env, outgoing: &OutgoingCall) -> Outcome {
+    if let Some(at) = outgoing.retry_at {
+        let wait = (at - worker::js_sys::Date::now()).max(0.0) as u64;
+        if wait > 0 {
+            Delay::from(std::time::Duration::from_millis(wait)).await;
+        }
+    }
+    let stub = match &outgoing.to {
+        Peer::Session(sid) => session_stub(env, sid),
+        Peer::Matchmaker => matchmaker_stub(env),
+    };
+    let result = match (stub, &outgoing.body) {
+        (Ok(stub), CallBody::Session(c)) => call(&stub, c).await,
+        (Ok(stub), CallBody::Matchmaker(c)) => call(&stub, c).await,
+        (Err(e), _) => Err(e),
+    };
+    match result {
+        Ok((status, body)) => Outcome::Status(status, body),
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+// ---- the alarm -------------------------------------------------------------------
+
+/// Sets (or deletes) the object's one alarm.
+pub async fn set_alarm(state: &State, at: Option<f64>) -> Result<(), String> {
+    let storage = state.storage();
+    let result = match at {
+        Some(at) => storage.set_alarm(worker::ScheduledTime::new(worker::js_sys::Date::new(&at.into()))).await,
+        None => storage.delete_alarm().await,
+    };
+    result.map_err(|e| e.to_string())
+}
+
+/// The session input a request stands for: a call from another object, or a
+/// host's or client's connect; a request that is neither gets its refusal.
+pub async fn session_input(req: &mut Request) -> std::result::Result<Input<'static>, Result<Response>> {
+    if is_internal(req) {
+        return match req.json::<SessionCall>().await {
+            Ok(call) => Ok(Input::Call(call)),
+            Err(e) => Err(text(400, &format!("bad internal call: {e}"))),
+        };
+    }
+    let url = req.url().map_err(Err)?;
+    let query = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned()));
+    let input = if url.path() == "/session" {
+        HostParams::from_query(query)
+            .map(|params| Input::HostConnect { params, fresh_secret: secrets::secret(random()) })
+    } else {
+        ClientParams::from_query(query).map(|params| Input::ClientConnect { params })
+    };
+    input.map_err(|e| text(400, &e.to_string()))
+}
+
+// ---- the session's sockets and storage ---------------------------------------------
+
+/// Carries out a session core's effects: its sockets (by token), its
+/// storage, its outbox and its alarm.
+pub struct SessionIo {
+    pub state: State,
+    pub store: SessionStore,
+    pub log_level: Severity,
+    /// The sockets the core names by token, so sending needs no lookup.
+    pub sockets: RefCell<HashMap<Token, WebSocket>>,
+    /// The client end of the socket the current request accepted.
+    pub upgrade: RefCell<Option<WebSocket>>,
+    pub outbox: Outbox,
+    /// The alarm the core asked for last, not yet set.
+    pub alarm: Cell<Option<Option<f64>>>,
+}
+
+impl SessionIo {
+    pub fn new(state: State, log_level: Severity) -> Self {
+        SessionIo {
+            store: SessionStore::new(&state),
+            state,
+            log_level,
+            sockets: RefCell::new(HashMap::new()),
+            upgrade: RefCell::new(None),
+            outbox: Outbox::default(),
+            alarm: Cell::new(None),
+        }
+    }
+
+    /// The HTTP response for the core's answer: the accepted socket's client
+    /// end, or a plain-text status.
+    pub fn respond(&self, answer: Option<Answer>) -> Result<Response> {
+        match answer {
+            Some(Answer::Upgrade { .. }) => match self.upgrade.borrow_mut().take() {
+                Some(client) => Response::from_websocket(client),
+                None => text(500, "the socket was not accepted"),
+            },
+            Some(Answer::Text { status, body }) => text(status, &body),
+            None => text(500, "no answer"),
+        }
+    }
+
+    /// The socket's token: from the sockets this incarnation knows, else from
+    /// its attachment. `None` for a socket the relay already closed.
+    pub fn token_of(&self, ws: &WebSocket) -> Option<Token> {
+        if let Some((&token, _)) = self.sockets.borrow().iter().find(|(_, known)| *known == ws) {
+            return Some(token);
+        }
+        let info = ws.deserialize_attachment::<SocketInfo>().ok().flatten().filter(|i| !i.closed)?;
+        self.sockets.borrow_mut().insert(info.token, ws.clone());
+        Some(info.token)
+    }
+
+    /// Rebuilds a core after a wake-up: the stored record, and every live socket.
+    pub fn restore(&self, settings: Settings) -> SessionCore {
+        let record = match self.store.read_record() {
+            Ok(record) => record,
+            Err(error) => {
+                emit(self.log_level, &Event::error("storage_error").with("op", "read record").with("error", error));
+                None
+            }
+        };
+        let mut infos = Vec::new();
+        let mut sockets = self.sockets.borrow_mut();
+        for ws in self.state.get_websockets() {
+            if let Some(info) = ws.deserialize_attachment::<SocketInfo>().ok().flatten().filter(|i| !i.closed) {
+                sockets.insert(info.token, ws);
+                infos.push(info);
+            }
+        }
+        SessionCore::restore(settings, record, infos)
+    }
+
+    pub fn execute(
+        &self,
+        effect: Effect<'_>,
+        core: &RefCell<Option<SessionCore>>,
+        answer: &mut Option<Answer>,
+    ) -> Option<StorageFailure> {
+        match effect {
+            Effect::Send { to, text } => {
+                if let Some(ws) = self.sockets.borrow().get(&to) {
+                    let _ = ws.send_with_str(&text);
+                }
+            }
+            Effect::Accept { socket, info } => match self.accept(socket, info.as_ref()) {
+                Ok(()) => {}
+                Err(e) => emit(self.log_level, &Event::error("accept_failed").with("error", e.to_string())),
+            },
+            Effect::Close { to, close } => {
+                if let Some(ws) = self.sockets.borrow_mut().remove(&to) {
+                    let _ = ws.close(Some(close.code), Some(close.reason));
+                }
+            }
+            Effect::Attach { socket, info } => {
+                if let Some(ws) = self.sockets.borrow().get(&socket) {
+                    let _ = ws.serialize_attachment(&info);
+                }
+            }
+            Effect::Persist => {
+                let core = core.borrow();
+                if let Some(record) = core.as_ref().and_then(SessionCore::record) {
+                    return self.store.write_record(record).err().map(StorageFailure::Persist);
+                }
+            }
+            Effect::Erase => return self.store.erase().err().map(StorageFailure::Persist),
+            Effect::Enqueue { line, sender, bytes } => {
+                return self.store.enqueue(&line).err().map(|error| StorageFailure::Enqueue { sender, bytes, error });
+            }
+            Effect::Replay { to, bytes, lines } => {
+                let replayed = self.store.read_queue().and_then(|queued| {
+                    if let Some(ws) = self.sockets.borrow().get(&to) {
+                        for line in &queued {
+                            let _ = ws.send_with_str(line);
+                        }
+                    }
+                    self.store.clear_queue()
+                });
+                return replayed.err().map(|error| StorageFailure::Replay { host: to, bytes, lines, error });
+            }
+            Effect::Call(call) => self.outbox.push(call),
+            Effect::SetAlarm(at) => self.alarm.set(Some(at)),
+            Effect::Respond(a) => *answer = Some(a),
+            Effect::Log(event) => emit(self.log_level, &event),
+        }
+        None
+    }
+
+    pub fn accept(&self, socket: Token, info: Option<&SocketInfo>) -> Result<()> {
+        let pair = WebSocketPair::new()?;
+        match info {
+            Some(info) => {
+                let tag = if info.is_host() { "host" } else { "client" };
+                self.state.accept_websocket_with_tags(&pair.server, &[tag]);
+                pair.server.serialize_attachment(info)?;
+            }
+            None => pair.server.accept()?,
+        }
+        self.sockets.borrow_mut().insert(socket, pair.server);
+        *self.upgrade.borrow_mut() = Some(pair.client);
+        Ok(())
+    }
+}
+
+// ---- the Matchmaker's tables ---------------------------------------------------------
+
+const MATCHMAKER_SCHEMA: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS searches (sid TEXT PRIMARY KEY, search TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS stats (sid TEXT PRIMARY KEY, hosts INTEGER, clients INTEGER, players INTEGER)",
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER)",
+];
+
+/// The Matchmaker's storage: one row per search, per reporting session, and
+/// the arrival counter.
+pub struct MatchmakerStore {
+    sql: SqlStorage,
+    log_level: Severity,
+}
+
+/// What the Matchmaker reads back after a wake-up.
+pub struct MatchmakerState {
+    pub searches: Vec<Search>,
+    pub next_seq: u64,
+    pub stats: Vec<(String, SessionCounts)>,
+}
+
+impl MatchmakerStore {
+    pub fn new(state: &State, log_level: Severity) -> Self {
+        MatchmakerStore { sql: state.storage().sql(), log_level }
+    }
+
+    pub fn delete_search(&self, sid: String) {
+        self.exec("DELETE FROM searches WHERE sid = ?", vec![sid.into()]);
+    }
+
+    pub fn save_seq(&self, seq: u64) {
+        self.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('next_seq', ?)", vec![SqlStorageValue::from(seq as i64)]);
+    }
+
+    pub fn exec(&self, query: &str, bindings: Vec<SqlStorageValue>) {
+        if let Err(e) = self.sql.exec(query, Some(bindings)) {
+            emit(self.log_level, &Event::error("storage_error").with("op", "matchmaker").with("error", e.to_string()));
+        }
+    }
+
+    pub fn save_search(&self, search: &Search) {
+        let json = serde_json::to_string(search).expect("a search serialises");
+        self.exec(
+            "INSERT OR REPLACE INTO searches (sid, search) VALUES (?, ?)",
+            vec![search.sid.clone().into(), json.into()],
+        );
+    }
+
+    pub fn save_stats(&self, sid: String, counts: SessionCounts) {
+        if counts.is_zero() {
+            return self.exec("DELETE FROM stats WHERE sid = ?", vec![sid.into()]);
+        }
+        let n = |x: u32| SqlStorageValue::from(x as i64);
+        self.exec(
+            "INSERT OR REPLACE INTO stats (sid, hosts, clients, players) VALUES (?, ?, ?, ?)",
+            vec![sid.into(), n(counts.hosts), n(counts.clients), n(counts.players)],
+        );
+    }
+
+    /// Reads the pool and the figures back after a wake-up.
+    pub fn load(&self) -> MatchmakerState {
+        let sql = &self.sql;
+        for ddl in MATCHMAKER_SCHEMA {
+            if let Err(e) = sql.exec(ddl, None) {
+                emit(self.log_level, &Event::error("storage_error").with("op", "schema").with("error", e.to_string()));
+            }
+        }
+        #[derive(serde::Deserialize)]
+        struct SearchRow {
+            search: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct SeqRow {
+            v: i64,
+        }
+        #[derive(serde::Deserialize)]
+        struct StatsRow {
+            sid: String,
+            hosts: i64,
+            clients: i64,
+            players: i64,
+        }
+        let searches = sql
+            .exec("SELECT search FROM searches", None)
+            .and_then(|c| c.to_array::<SearchRow>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|row| serde_json::from_str::<Search>(&row.search).ok())
+            .collect();
+        let next_seq = sql
+            .exec("SELECT v FROM meta WHERE k = 'next_seq'", None)
+            .and_then(|c| c.to_array::<SeqRow>())
+            .ok()
+            .and_then(|rows| rows.first().map(|r| r.v as u64))
+            .unwrap_or(0);
+        let stats = sql
+            .exec("SELECT sid, hosts, clients, players FROM stats", None)
+            .and_then(|c| c.to_array::<StatsRow>())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                let counts =
+                    SessionCounts { hosts: r.hosts as u32, clients: r.clients as u32, players: r.players as u32 };
+                (r.sid, counts)
+            })
+            .collect();
+        MatchmakerState { searches, next_seq, stats }
+    }
+}
+
+// ---- Steam -------------------------------------------------------------------------
+
+/// A slow Steam API never holds a search longer than this.
+const STEAM_TIMEOUT_MS: u64 = 2_000;
+const DEFAULT_STEAM_API_BASE: &str = "https://api.steampowered.com";
+
+/// The Steam Web API key (a secret, or a plain variable in tests), if set.
+pub fn steam_key(env: &Env) -> Option<String> {
+    let key = env.secret("STEAM_API_KEY").map(|s| s.to_string());
+    let key = key.or_else(|_| env.var("STEAM_API_KEY").map(|v| v.to_string()));
+    key.ok().filter(|k| !k.is_empty())
+}
+
+/// The Steam ids of the searching host's friends, or why not.
+pub async fn friends_of(env: &Env, search: &Search) -> std::result::Result<HashSet<String>, String> {
+    let key = steam_key(env).ok_or("no Steam key")?;
+    let steam_id = search.steam_user_id.as_deref().unwrap_or_default();
+    let base = env.var("STEAM_API_BASE").map(|v| v.to_string());
+    let base = base.unwrap_or_else(|_| DEFAULT_STEAM_API_BASE.to_string());
+    let url = format!(
+        "{}/ISteamUser/GetFriendList/v0001/?key={}&steamid={}&relationship=friend&format=json",
+        base.trim_end_matches('/'),
+        key,
+        steam_id
+    );
+    let url = worker::Url::parse(&url).map_err(|e| e.to_string())?;
+    let request = Box::pin(async move {
+        let mut response = Fetch::Url(url).send().await.map_err(|e| e.to_string())?;
+        if response.status_code() != 200 {
+            return Err(format!("status {}", response.status_code()));
+        }
+        response.text().await.map_err(|e| e.to_string())
+    });
+    let timeout = Delay::from(std::time::Duration::from_millis(STEAM_TIMEOUT_MS));
+    let body = match select(request, timeout).await {
+        Either::Left((result, _)) => result?,
+        Either::Right(_) => return Err(format!("no answer within {STEAM_TIMEOUT_MS} ms")),
+    };
+    crate::matchmaking::parse_friend_list(&body).map_err(|e| e.to_string())
+}
