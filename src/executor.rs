@@ -295,9 +295,12 @@ impl SessionIo {
         };
         let mut infos = Vec::new();
         let mut sockets = self.sockets.borrow_mut();
+        // Closed sockets too: the core must not hand out their tokens again.
         for ws in self.state.get_websockets() {
-            if let Some(info) = ws.deserialize_attachment::<SocketInfo>().ok().flatten().filter(|i| !i.closed) {
-                sockets.insert(info.token, ws);
+            if let Some(info) = ws.deserialize_attachment::<SocketInfo>().ok().flatten() {
+                if !info.closed {
+                    sockets.insert(info.token, ws);
+                }
                 infos.push(info);
             }
         }

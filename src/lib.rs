@@ -25,6 +25,8 @@ pub mod settings;
 pub mod stats;
 
 #[cfg(test)]
+mod invariants;
+#[cfg(test)]
 mod scenarios;
 #[cfg(test)]
 mod testbus;

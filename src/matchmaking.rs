@@ -79,7 +79,8 @@ impl Search {
         ranges.sort_unstable();
         let mut candidate = 0;
         for (offset, len) in ranges {
-            if candidate + span <= offset {
+            // A slave with no clients takes no ids; it goes after the others.
+            if span > 0 && candidate + span <= offset {
                 break;
             }
             candidate = candidate.max(offset + len);
@@ -372,7 +373,7 @@ mod tests {
         assert_eq!(s.free_offset(3, 8), Some(2));
         assert_eq!(s.free_offset(4, 8), None);
         assert_eq!(s.free_offset(1, 8), Some(2));
-        assert_eq!(s.free_offset(0, 8), Some(0));
+        assert_eq!(s.free_offset(0, 8), Some(7));
     }
 
     #[test]

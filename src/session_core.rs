@@ -260,6 +260,8 @@ pub struct SessionCore {
     timers_dirty: bool,
     /// The record has been squared with the sockets that really exist.
     reconciled: bool,
+    /// The highest token this incarnation handed out.
+    last_token: Token,
 }
 
 impl SessionCore {
@@ -275,8 +277,10 @@ impl SessionCore {
             alarm: None,
             timers_dirty: false,
             reconciled: false,
+            last_token: 0,
         };
         let generation = core.record.as_ref().map(|r| r.host_generation);
+        core.last_token = sockets.iter().map(|i| i.token).max().unwrap_or(0);
         for info in sockets.into_iter().filter(|i| !i.closed) {
             match info.role {
                 Role::Host { generation: g } if Some(g) == generation => core.host = Some(info.token),
@@ -461,7 +465,15 @@ impl SessionCore {
             }
             out.push(Effect::Log(Event::info("host_took_over").with("sid", sid.as_str())));
         } else {
-            self.record = Some(SessionRecord::new(sid.clone(), fresh_secret, params.reconnect));
+            let mut record = SessionRecord::new(sid.clone(), fresh_secret, params.reconnect);
+            // Sockets of an earlier session under this id may still be held by
+            // the runtime (closed, their TCP not yet down): tokens must never
+            // repeat within the object, across sessions and wake-ups. A new
+            // session's tokens start from the clock (1,000 per millisecond,
+            // well below 2^53) or past any token still known.
+            let from_clock = (now.max(0.0) as u64).saturating_mul(1000);
+            record.next_socket_token = from_clock.max(self.last_token);
+            self.record = Some(record);
             out.push(Effect::Log(Event::info("session_created").with("sid", sid.as_str())));
         }
         let record = self.record.as_mut().expect("admitted or created above");
@@ -481,6 +493,7 @@ impl SessionCore {
         let (session_line, secret_line) = (say::session(&record.id), say::secret(&record.secret));
         let (queued_bytes, queued_lines) = (record.queued_bytes, record.queued_lines);
         out.push(Effect::Accept { socket: token, info: Some(info.clone()) });
+        self.last_token = self.last_token.max(token);
         self.sockets.insert(token, info);
         self.host = Some(token);
         Self::send(out, token, session_line);
@@ -548,6 +561,7 @@ impl SessionCore {
         if info.keep_alive.is_some() {
             self.timers_dirty = true;
         }
+        self.last_token = self.last_token.max(token);
         self.sockets.insert(token, info);
         self.clients.insert(id, token);
         self.persist(out);

@@ -126,7 +126,9 @@ impl Bus {
             for effect in effects {
                 match effect {
                     Effect::Accept { socket, info } => {
-                        slot.sockets.insert(socket, SockState { attachment: info, ..Default::default() });
+                        let fresh = SockState { attachment: info, ..Default::default() };
+                        let old = slot.sockets.insert(socket, fresh);
+                        assert!(old.is_none() || socket == EPHEMERAL, "token {socket} handed out twice");
                     }
                     Effect::Send { to, text } => {
                         let sock = slot.sockets.get_mut(&to).expect("send to a socket that was never accepted");
@@ -278,6 +280,8 @@ impl Bus {
 
     /// The runtime drops the object's memory; the next event rebuilds it.
     pub fn evict(&mut self, sid: &str) {
+        // Eviction follows idleness; it never happens within the millisecond.
+        self.now += 1.0;
         let settings = self.settings;
         let slot = self.slot(sid);
         assert!(slot.outbox.is_empty(), "an object with calls under way is not evicted");
