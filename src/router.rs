@@ -48,15 +48,15 @@ fn header_has_token(req: &Request, name: &str, token: &str) -> bool {
         .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
-/// Any sign of a WebSocket handshake: such a request must be refused whole,
-/// never handed on, whatever its method.
-fn looks_like_handshake(req: &Request) -> bool {
-    wants_websocket(req)
-        || header_has_token(req, "Connection", "upgrade")
-        || req.headers().get("Sec-WebSocket-Key").ok().flatten().is_some()
-}
-
-/// The method the client sent.
+/// The method as the Worker sees it. Note: a request carrying
+/// `Upgrade: websocket` reaches the Worker as `GET` whatever method the client
+/// sent whenever it crosses a `fetch` hop inside the runtime (workerd's
+/// `fetch` turns such a request into a WebSocket open, which is always a GET
+/// and drops the body); under `wrangler dev` every request crosses two such
+/// hops (Miniflare's entry worker, then the assets router). The outermost
+/// server then refuses the handshake (`400 WebSocket must be initiated with a
+/// GET request`), but only after the Worker has answered it. So the 405 below
+/// fires only where the method arrives intact (README, Known limits).
 fn method(req: &Request) -> Method {
     req.method()
 }

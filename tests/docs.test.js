@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { ROOT } from './helpers/relay.js';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const SHARED = path.join(ROOT, '..', 'shared', 'PROTOCOL.md');
 const OWN = path.join(ROOT, 'docs', 'PROTOCOL.md');
