@@ -137,7 +137,10 @@ mod tests {
             "refused",
             &[("status", json!(403)), ("reason", json!("origin not allowed")), ("path", json!("/session"))],
         );
-        assert_eq!(l, r#"{"level":"warn","event":"refused","status":403,"reason":"origin not allowed","path":"/session"}"#);
+        assert_eq!(
+            l,
+            r#"{"level":"warn","event":"refused","status":403,"reason":"origin not allowed","path":"/session"}"#
+        );
         let parsed: Value = serde_json::from_str(&l).unwrap();
         assert_eq!(parsed["status"], 403);
     }

@@ -41,11 +41,7 @@ fn wants_websocket(req: &Request) -> bool {
 
 /// True when the comma-separated header `name` contains `token` (any case).
 fn header_has_token(req: &Request, name: &str, token: &str) -> bool {
-    req.headers()
-        .get(name)
-        .ok()
-        .flatten()
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    req.headers().get(name).ok().flatten().is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
 /// The method as the Worker sees it. Note: a request carrying
