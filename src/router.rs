@@ -68,11 +68,21 @@ fn refuse(settings: &Settings, req: &Request, path: &str, status: u16, reason: &
             ("status", json!(status)),
             ("reason", json!(reason)),
             ("method", json!(method(req).to_string())),
-            // The path only: a host's query carries its secret.
-            ("path", json!(path)),
+            // The path only (a host's query carries its secret), and not all
+            // of an absurdly long one.
+            ("path", json!(clip(path, 256))),
         ],
     );
     text(status, reason)
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 async fn handle(req: Request, env: Env, settings: &Settings) -> Result<Response> {
