@@ -18,7 +18,7 @@ use worker::{
 use crate::calls::Outcome;
 use crate::calls::SessionCall;
 use crate::glue::{call, is_internal, matchmaker_stub, random, session_stub, text};
-use crate::journal::{Event, Severity};
+use crate::journal::{Event, Level};
 use crate::matchmaking::Search;
 use crate::protocol::{ClientParams, HostParams};
 use crate::record::{SessionRecord, SocketInfo};
@@ -29,21 +29,15 @@ use crate::stats::SessionCounts;
 
 // ---- log -------------------------------------------------------------------------
 
-/// The least severe event that is written (`LOG_LEVEL`, default `info`).
-pub fn log_level(env: &Env) -> Severity {
-    env.var("LOG_LEVEL").ok().and_then(|v| Severity::parse(&v.to_string())).unwrap_or(Severity::Info)
-}
-
 /// Writes one event as one JSON line, for `wrangler tail` and Workers Logs.
-pub fn emit(min: Severity, event: &Event) {
-    if event.severity < min {
-        return;
-    }
-    let line = event.to_json();
-    match event.severity {
-        Severity::Debug | Severity::Info => console_log!("{line}"),
-        Severity::Warn => console_warn!("{line}"),
-        Severity::Error => console_error!("{line}"),
+pub fn emit(min: Level, event: &Event) {
+    if crate::log::enabled(min, event.severity) {
+        let line = event.to_json();
+        match event.severity {
+            Level::Debug | Level::Info => console_log!("{line}"),
+            Level::Warn => console_warn!("{line}"),
+            Level::Error => console_error!("{line}"),
+        }
     }
 }
 
@@ -237,7 +231,7 @@ pub async fn session_input(req: &mut Request) -> std::result::Result<Input<'stat
 pub struct SessionIo {
     pub state: State,
     pub store: SessionStore,
-    pub log_level: Severity,
+    pub log_level: Level,
     /// The sockets the core names by token, so sending needs no lookup.
     pub sockets: RefCell<HashMap<Token, WebSocket>>,
     /// The client end of the socket the current request accepted.
@@ -248,7 +242,7 @@ pub struct SessionIo {
 }
 
 impl SessionIo {
-    pub fn new(state: State, log_level: Severity) -> Self {
+    pub fn new(state: State, log_level: Level) -> Self {
         SessionIo {
             store: SessionStore::new(&state),
             state,
@@ -390,7 +384,7 @@ const MATCHMAKER_SCHEMA: [&str; 3] = [
 /// the arrival counter.
 pub struct MatchmakerStore {
     sql: SqlStorage,
-    log_level: Severity,
+    log_level: Level,
 }
 
 /// What the Matchmaker reads back after a wake-up.
@@ -401,7 +395,7 @@ pub struct MatchmakerState {
 }
 
 impl MatchmakerStore {
-    pub fn new(state: &State, log_level: Severity) -> Self {
+    pub fn new(state: &State, log_level: Level) -> Self {
         MatchmakerStore { sql: state.storage().sql(), log_level }
     }
 

@@ -2,19 +2,12 @@
 //! each, never one per relayed frame. The cores only describe events; the
 //! Workers side renders and writes them (`log`).
 
-/// How much an event matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
+pub use crate::log::Level;
 
 /// One lifecycle event: a name and its fields, in a stable order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    pub severity: Severity,
+    pub severity: Level,
     pub name: &'static str,
     pub fields: Vec<(&'static str, Field)>,
 }
@@ -57,17 +50,17 @@ impl From<f64> for Field {
 }
 
 impl Event {
-    pub fn new(severity: Severity, name: &'static str) -> Self {
+    pub fn new(severity: Level, name: &'static str) -> Self {
         Event { severity, name, fields: Vec::new() }
     }
     pub fn info(name: &'static str) -> Self {
-        Event::new(Severity::Info, name)
+        Event::new(Level::Info, name)
     }
     pub fn warn(name: &'static str) -> Self {
-        Event::new(Severity::Warn, name)
+        Event::new(Level::Warn, name)
     }
     pub fn error(name: &'static str) -> Self {
-        Event::new(Severity::Error, name)
+        Event::new(Level::Error, name)
     }
     pub fn with(mut self, key: &'static str, value: impl Into<Field>) -> Self {
         self.fields.push((key, value.into()));
@@ -79,42 +72,22 @@ impl Event {
     }
 }
 
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Debug => "debug",
-            Severity::Info => "info",
-            Severity::Warn => "warn",
-            Severity::Error => "error",
-        }
-    }
-
-    /// Reads `LOG_LEVEL`; anything unknown keeps `info`.
-    pub fn parse(s: &str) -> Option<Severity> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "debug" => Some(Severity::Debug),
-            "info" => Some(Severity::Info),
-            "warn" | "warning" => Some(Severity::Warn),
-            "error" => Some(Severity::Error),
-            _ => None,
-        }
-    }
-}
-
 impl Event {
     /// One JSON line: `{"level":…,"event":…,<fields in order>}`.
     pub fn to_json(&self) -> String {
-        let mut line = format!(r#"{{"level":"{}","event":"{}""#, self.severity.as_str(), self.name);
-        for (key, value) in &self.fields {
-            let value = match value {
-                Field::Text(s) => serde_json::Value::from(s.as_str()),
-                Field::Number(n) if n.fract() == 0.0 && n.abs() < 9e15 => serde_json::Value::from(*n as i64),
-                Field::Number(n) => serde_json::Value::from(*n),
-            };
-            line.push_str(&format!(r#","{key}":{value}"#));
-        }
-        line.push('}');
-        line
+        let fields: Vec<(&str, serde_json::Value)> = self
+            .fields
+            .iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    Field::Text(s) => serde_json::Value::from(s.as_str()),
+                    Field::Number(n) if n.fract() == 0.0 && n.abs() < 9e15 => serde_json::Value::from(*n as i64),
+                    Field::Number(n) => serde_json::Value::from(*n),
+                };
+                (*key, value)
+            })
+            .collect();
+        crate::log::line(self.severity, self.name, &fields)
     }
 }
 
@@ -126,7 +99,5 @@ mod tests {
     fn events_render_as_one_json_line_in_field_order() {
         let e = Event::warn("socket_refused").with("sid", "a\"b").with("code", 1008u16).with("s", 1.5);
         assert_eq!(e.to_json(), r#"{"level":"warn","event":"socket_refused","sid":"a\"b","code":1008,"s":1.5}"#);
-        assert_eq!(Severity::parse("WARN"), Some(Severity::Warn));
-        assert_eq!(Severity::parse("loud"), None);
     }
 }

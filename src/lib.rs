@@ -15,6 +15,7 @@
 pub mod calls;
 pub mod journal;
 pub mod links;
+pub mod log;
 pub mod matchmaker_core;
 pub mod matchmaking;
 pub mod protocol;
@@ -44,3 +45,21 @@ mod matchmaker_object;
 mod router;
 #[cfg(target_arch = "wasm32")]
 mod session_object;
+
+/// Runs once per isolate, when the wasm module is instantiated: installs
+/// `console_error_panic_hook`, so a panic's message and stack reach the
+/// console (`wrangler tail`, Workers Logs). It is chained with the hook the
+/// `worker` crate installs (which marks the instance for re-initialisation
+/// after a panic) instead of replacing it.
+#[cfg(target_arch = "wasm32")]
+#[worker::event(start)]
+fn start() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            console_error_panic_hook::hook(info);
+            previous(info);
+        }));
+    });
+}

@@ -9,22 +9,22 @@ use std::cell::RefCell;
 use worker::{durable_object, wasm_bindgen, DurableObject, Env, Request, Response, Result, State};
 
 use crate::calls::{MatchmakerCall, Outcome};
-use crate::executor::{self, emit, log_level, MatchmakerStore};
+use crate::executor::{self, emit, MatchmakerStore};
 use crate::glue::{self, call, is_internal, now, session_stub, text};
-use crate::journal::Severity;
+use crate::journal::Level;
 use crate::matchmaker_core::{Effect, Input, MatchmakerCore};
 
 #[durable_object]
 pub struct Matchmaker {
     env: Env,
-    log_level: Severity,
+    log_level: Level,
     store: MatchmakerStore,
     core: RefCell<Option<MatchmakerCore>>,
 }
 
 impl DurableObject for Matchmaker {
     fn new(state: State, env: Env) -> Self {
-        let log_level = log_level(&env);
+        let log_level = glue::settings(&env).log_level;
         Matchmaker { store: MatchmakerStore::new(&state, log_level), log_level, env, core: RefCell::new(None) }
     }
 

@@ -1,45 +1,137 @@
 //! The Worker's front door. Static files (the page) are answered by the
 //! assets layer before this runs; everything else lands here. Requests are
-//! validated here so that a bad one never wakes a Durable Object.
+//! validated here so that a bad one never wakes a Durable Object: method,
+//! path, origin, query and upgrade are all checked before a stub is touched.
+//!
+//! Besides the two socket paths it answers the operator endpoints
+//! `/health`, `/version`, `/stats` and `/docs/PROTOCOL.md`.
 
+use serde_json::json;
 use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response, Result};
 
-use crate::glue::{random, session_stub, text};
+use crate::calls::MatchmakerCall;
+use crate::glue::{call, matchmaker_stub, session_stub, settings, text};
+use crate::log::{self, Level};
 use crate::protocol::{http, route, ClientParams, HostParams, Route};
-use crate::secrets::uuid_v4;
+use crate::secrets::new_session_id;
+use crate::settings::{AllowedOrigins, Settings};
+use crate::VERSION;
+
+/// The in-repo protocol, served so the page can link it wherever it runs.
+const PROTOCOL_MD: &str = include_str!("../docs/PROTOCOL.md");
+
+/// Plain-text bodies of the router's own refusals (the protocol's are in
+/// `protocol::http`).
+mod body {
+    pub const ORIGIN_NOT_ALLOWED: &str =
+        "Forbidden: this page's origin may not open sockets to this relay (see ALLOWED_ORIGINS)";
+    pub const GET_ONLY: &str = "Method not allowed: use GET or HEAD";
+    pub const STATS_UNAVAILABLE: &str = "Stats unavailable: the matchmaker did not answer";
+}
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    handle(req, env).await
+    let settings = settings(&env);
+    handle(req, env, &settings).await
 }
 
 fn wants_websocket(req: &Request) -> bool {
-    req.headers().get("Upgrade").ok().flatten().is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    header_has_token(req, "Upgrade", "websocket")
 }
 
-async fn handle(req: Request, env: Env) -> Result<Response> {
-    let url = req.url()?;
-    let query = || url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned()));
-    let route = match route(url.path()) {
-        Ok(route) => route,
-        Err(e) => return text(400, &e.to_string()),
-    };
-    if route != Route::NotFound && req.method() != Method::Get {
-        return text(405, http::METHOD_NOT_ALLOWED);
+/// True when the comma-separated header `name` contains `token` (any case).
+fn header_has_token(req: &Request, name: &str, token: &str) -> bool {
+    req.headers().get(name).ok().flatten().is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// The method as the Worker sees it. Note: a request carrying
+/// `Upgrade: websocket` reaches the Worker as `GET` whatever method the client
+/// sent whenever it crosses a `fetch` hop inside the runtime (workerd's
+/// `fetch` turns such a request into a WebSocket open, which is always a GET
+/// and drops the body); under `wrangler dev` every request crosses two such
+/// hops (Miniflare's entry worker, then the assets router). The outermost
+/// server then refuses the handshake (`400 WebSocket must be initiated with a
+/// GET request`), but only after the Worker has answered it. So the 405 below
+/// fires only where the method arrives intact (README, Known limits).
+fn method(req: &Request) -> Method {
+    req.method()
+}
+
+/// Writes a refusal to the log and answers it with a plain-text body.
+fn refuse(settings: &Settings, req: &Request, path: &str, status: u16, reason: &str) -> Result<Response> {
+    let level = if status == 403 { Level::Warn } else { Level::Info };
+    log::emit(
+        settings.log_level,
+        level,
+        "request_refused",
+        &[
+            ("status", json!(status)),
+            ("reason", json!(reason)),
+            ("method", json!(method(req).to_string())),
+            // The path only (a host's query carries its secret), and not all
+            // of an absurdly long one.
+            ("path", json!(clip(path, 256))),
+        ],
+    );
+    text(status, reason)
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
     }
+    &s[..end]
+}
+
+async fn handle(req: Request, env: Env, settings: &Settings) -> Result<Response> {
+    let url = req.url()?;
+    let path = url.path().to_string();
+    let get = method(&req) == Method::Get;
+    let read = get || method(&req) == Method::Head;
+
+    // Operator endpoints: answered here, no socket involved.
+    match path.as_str() {
+        "/health" | "/version" | "/stats" | "/docs/PROTOCOL.md" if !read => {
+            return refuse(settings, &req, &path, 405, body::GET_ONLY);
+        }
+        // Liveness only: wakes no object.
+        "/health" => return text(200, "ok"),
+        "/version" => return text(200, VERSION),
+        "/stats" => return stats(&env, settings).await,
+        "/docs/PROTOCOL.md" => return text(200, PROTOCOL_MD),
+        _ => {}
+    }
+
+    let route = match route(&path) {
+        Ok(route) => route,
+        Err(e) => return refuse(settings, &req, &path, 400, &e.to_string()),
+    };
+    if route == Route::NotFound {
+        return refuse(settings, &req, &path, 404, http::NOT_FOUND);
+    }
+    if !get {
+        return refuse(settings, &req, &path, 405, http::METHOD_NOT_ALLOWED);
+    }
+    let origins = AllowedOrigins::from_var(env.var("ALLOWED_ORIGINS").ok().map(|v| v.to_string()).as_deref());
+    if !origins.allows(req.headers().get("Origin").ok().flatten().as_deref()) {
+        return refuse(settings, &req, &path, 403, body::ORIGIN_NOT_ALLOWED);
+    }
+    let query = || url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned()));
     match route {
-        Route::NotFound => text(404, http::NOT_FOUND),
+        Route::NotFound => unreachable!("answered above"),
         Route::Host => {
             let params = match HostParams::from_query(query()) {
                 Ok(p) => p,
-                Err(e) => return text(400, &e.to_string()),
+                Err(e) => return refuse(settings, &req, &path, 400, &e.to_string()),
             };
             if !wants_websocket(&req) {
-                return text(426, http::UPGRADE_REQUIRED);
+                return refuse(settings, &req, &path, 426, http::UPGRADE_REQUIRED);
             }
             // The object is chosen by session id, so a relay-made id is drawn
             // here and handed on in the URL.
-            let sid = params.id.clone().unwrap_or_else(|| uuid_v4(random()));
+            let sid = params.id.clone().unwrap_or_else(new_session_id);
             let mut forward = url.clone();
             if params.id.is_none() {
                 forward.query_pairs_mut().append_pair("id", &sid);
@@ -52,13 +144,42 @@ async fn handle(req: Request, env: Env) -> Result<Response> {
         }
         Route::Client { session_id } => {
             if let Err(e) = ClientParams::from_query(query()) {
-                return text(400, &e.to_string());
+                return refuse(settings, &req, &path, 400, &e.to_string());
             }
             if !wants_websocket(&req) {
-                return text(426, http::UPGRADE_REQUIRED);
+                return refuse(settings, &req, &path, 426, http::UPGRADE_REQUIRED);
             }
             let sid = session_id.to_string();
             session_stub(&env, &sid)?.fetch_with_request(req).await
+        }
+    }
+}
+
+/// `GET /stats`: the Matchmaker's relay-wide figures, the JSON of `!stats`.
+async fn stats(env: &Env, settings: &Settings) -> Result<Response> {
+    let answer = match matchmaker_stub(env) {
+        Ok(stub) => call(&stub, &MatchmakerCall::Stats).await,
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok((200, json)) => {
+            let headers = Headers::new();
+            headers.set("Content-Type", "application/json")?;
+            headers.set("Cache-Control", "no-store")?;
+            Ok(Response::ok(json)?.with_headers(headers))
+        }
+        Ok((status, body)) => {
+            log::emit(
+                settings.log_level,
+                Level::Error,
+                "stats_failed",
+                &[("status", json!(status)), ("body", json!(body))],
+            );
+            text(502, body::STATS_UNAVAILABLE)
+        }
+        Err(e) => {
+            log::emit(settings.log_level, Level::Error, "stats_failed", &[("error", json!(e.to_string()))]);
+            text(502, body::STATS_UNAVAILABLE)
         }
     }
 }

@@ -1,17 +1,16 @@
-//! Session ids and secrets. Randomness is passed in, so the formats are tested
-//! natively; the Worker feeds these from `crypto.getRandomValues`.
+//! Session ids and secrets. Secret randomness is passed in, so the format is
+//! tested natively; the Worker feeds it from `crypto.getRandomValues`.
 
 use subtle::ConstantTimeEq;
 
 /// Bytes of randomness in a session secret: 256 bits, twice the minimum.
 pub const SECRET_BYTES: usize = 32;
 
-/// Formats 16 random bytes as an RFC 4122 version 4 UUID.
-pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = hex(&bytes);
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+/// A new relay-made session id: a random (v4) UUID from the `uuid` crate,
+/// lowercase and hyphenated. Its randomness is the platform CSPRNG
+/// (`crypto.getRandomValues` in the Worker, the OS natively).
+pub fn new_session_id() -> String {
+    uuid::Uuid::new_v4().hyphenated().to_string()
 }
 
 /// A secret as lowercase hex, safe to put in a query string unescaped.
@@ -41,12 +40,15 @@ mod tests {
     use crate::protocol::is_valid_id;
 
     #[test]
-    fn uuid_has_version_and_variant_bits() {
-        let id = uuid_v4([0xff; 16]);
-        assert_eq!(id, "ffffffff-ffff-4fff-bfff-ffffffffffff");
-        let id = uuid_v4([0; 16]);
-        assert_eq!(id, "00000000-0000-4000-8000-000000000000");
+    fn session_ids_are_distinct_v4_uuids() {
+        let id = new_session_id();
         assert!(is_valid_id(&id));
+        let parsed = uuid::Uuid::parse_str(&id).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(id.len(), 36);
+        assert_eq!(id, id.to_ascii_lowercase());
+        assert_ne!(new_session_id(), id);
     }
 
     #[test]

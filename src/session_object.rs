@@ -32,7 +32,7 @@ impl DurableObject for Session {
         }
         Session {
             settings: glue::settings(&env),
-            io: SessionIo::new(state, executor::log_level(&env)),
+            io: SessionIo::new(state, glue::settings(&env).log_level),
             env,
             core: RefCell::new(None),
         }

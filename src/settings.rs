@@ -1,6 +1,8 @@
 //! Operator settings (PROTOCOL.md section 6). Read from Worker variables at run
 //! time; the defaults below are the protocol's.
 
+use crate::log::Level;
+
 /// Relay settings with the protocol's defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
@@ -18,6 +20,8 @@ pub struct Settings {
     pub rate_burst: f64,
     /// Searches the Matchmaker holds at once; more are refused.
     pub max_searches: usize,
+    /// Least important log event written (`LOG_LEVEL`, default `info`).
+    pub log_level: Level,
 }
 
 impl Default for Settings {
@@ -34,6 +38,7 @@ impl Default for Settings {
             rate_per_second: 100.0,
             rate_burst: 200.0,
             max_searches: 10_000,
+            log_level: Level::DEFAULT,
         }
     }
 }
@@ -85,6 +90,46 @@ impl Settings {
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .filter(|n| *n > 0)
                 .unwrap_or(d.max_searches),
+            log_level: Level::from_var(var("LOG_LEVEL").as_deref()),
+        }
+    }
+}
+
+/// `ALLOWED_ORIGINS`: which browser origins may open sockets. Unset, empty or
+/// `*` allows any. Otherwise a comma-separated list of origins as browsers
+/// send them (`https://game.example`, `http://localhost:8080`); entries are
+/// trimmed, a trailing `/` is ignored and scheme and host compare without
+/// regard to case. A request without an `Origin` header (a game, a server,
+/// a command-line client) is always allowed: the check is about web pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    Any,
+    Only(Vec<String>),
+}
+
+impl AllowedOrigins {
+    pub fn from_var(value: Option<&str>) -> AllowedOrigins {
+        let list: Vec<String> = value
+            .unwrap_or("")
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if list.is_empty() || list.iter().any(|o| o == "*") {
+            AllowedOrigins::Any
+        } else {
+            AllowedOrigins::Only(list)
+        }
+    }
+
+    /// Whether a request with this `Origin` header (or none) may go on.
+    pub fn allows(&self, origin: Option<&str>) -> bool {
+        match (self, origin) {
+            (AllowedOrigins::Any, _) | (_, None) => true,
+            (AllowedOrigins::Only(list), Some(origin)) => {
+                let origin = origin.trim().trim_end_matches('/');
+                list.iter().any(|o| o.eq_ignore_ascii_case(origin))
+            }
         }
     }
 }
@@ -114,5 +159,38 @@ mod tests {
         assert_eq!(s.max_clients, 3);
         let s = Settings::from_vars(|k| (k == "MAX_CLIENTS").then(|| "0".into()));
         assert_eq!(s.max_clients, 8);
+    }
+
+    #[test]
+    fn log_level_defaults_to_info() {
+        assert_eq!(Settings::from_vars(|_| None).log_level, Level::Info);
+        let s = Settings::from_vars(|k| (k == "LOG_LEVEL").then(|| "debug".into()));
+        assert_eq!(s.log_level, Level::Debug);
+        let s = Settings::from_vars(|k| (k == "LOG_LEVEL").then(|| "chatty".into()));
+        assert_eq!(s.log_level, Level::Info);
+    }
+
+    #[test]
+    fn origins_default_to_any() {
+        for unset in [None, Some(""), Some(" , "), Some("*"), Some("https://a.example, *")] {
+            let o = AllowedOrigins::from_var(unset);
+            assert_eq!(o, AllowedOrigins::Any, "{unset:?}");
+            assert!(o.allows(Some("https://evil.example")));
+            assert!(o.allows(None));
+        }
+    }
+
+    #[test]
+    fn listed_origins_only_and_no_origin_always() {
+        let o = AllowedOrigins::from_var(Some(" https://Game.example/ ,http://localhost:8080"));
+        assert!(o.allows(Some("https://game.example")));
+        assert!(o.allows(Some("https://GAME.example")));
+        assert!(o.allows(Some("http://localhost:8080")));
+        assert!(o.allows(None));
+        assert!(!o.allows(Some("http://game.example")));
+        assert!(!o.allows(Some("https://game.example.evil")));
+        assert!(!o.allows(Some("http://localhost:8081")));
+        assert!(!o.allows(Some("null")));
+        assert!(!o.allows(Some("")));
     }
 }

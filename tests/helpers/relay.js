@@ -77,13 +77,14 @@ export async function startRelay({ vars = {}, persistTo, port } = {}) {
 
 /** A WebSocket whose frames and close can be awaited in order. */
 export class Peer {
-  constructor(url) {
+  /** `options` go to the `ws` constructor, e.g. `{ headers: { Origin: 'https://a.example' } }`. */
+  constructor(url, options) {
     this.url = url;
     this.frames = [];
     this.waiting = [];
     this.closeInfo = null;
     this.closeWaiters = [];
-    this.socket = new WebSocket(url);
+    this.socket = new WebSocket(url, options);
     this.socket.on('message', (data, isBinary) => {
       const frame = isBinary ? data : data.toString();
       const waiter = this.waiting.shift();

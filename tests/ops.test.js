@@ -1,0 +1,221 @@
+// What an operator relies on, under `wrangler dev`: the HTTP endpoints
+// (/health, /version, /stats, /docs/PROTOCOL.md), the ALLOWED_ORIGINS check,
+// the refusal of non-GET requests, and the structured log lines.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { readFileSync } from 'node:fs';
+import { startRelay, host, join, get, Peer, ROOT } from './helpers/relay.js';
+
+const VERSION = /^version = "(.+)"$/m.exec(readFileSync(`${ROOT}/Cargo.toml`, 'utf8'))[1];
+const LIFECYCLE = /lifecycle: session object constructed/;
+const ORIGINS = 'https://game.example, http://localhost:8080/';
+const FORBIDDEN = 'Forbidden: this page\'s origin may not open sockets to this relay (see ALLOWED_ORIGINS)';
+
+let relay; // default settings (any origin, LOG_LEVEL info)
+let strict; // ALLOWED_ORIGINS set, LOG_LEVEL warn
+
+before(async () => {
+  [relay, strict] = await Promise.all([
+    startRelay({ vars: { LOG_LIFECYCLE: 'true' } }),
+    startRelay({ vars: { LOG_LIFECYCLE: 'true', ALLOWED_ORIGINS: ORIGINS, LOG_LEVEL: 'warn' } }),
+  ]);
+});
+after(async () => Promise.all([relay?.stop(), strict?.stop()]));
+
+/** A raw HTTP request (any method, any headers); resolves { status, body, upgraded }. */
+function request(r, method, path, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: r.port, method, path, headers });
+    req.on('response', (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode, body, headers: res.headers }));
+    });
+    req.on('upgrade', (res, socket) => { socket.destroy(); resolve({ status: res.statusCode, upgraded: true }); });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const HANDSHAKE = {
+  Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+};
+
+/** A socket the relay refuses: resolves { status, body }. */
+async function refusedSocket(r, path, options) {
+  const peer = new Peer(`${r.ws}${path}`, options);
+  try {
+    await peer.opened;
+  } catch (e) {
+    return { status: e.status, body: e.body };
+  }
+  peer.terminate();
+  throw new Error(`${path} was accepted`);
+}
+
+/**
+ * The structured log lines wrangler printed so far, parsed. `console.log`
+ * lines (debug, info) are printed as they are; wrangler dev decorates
+ * `console.warn` / `console.error` lines (`▲ [WARNING] …`, colours), so the
+ * JSON is cut out of the line.
+ */
+function logLines(r) {
+  return r.output.split('\n')
+    .map((l) => l.replace(/\x1b\[[0-9;]*m/g, ''))
+    .filter((l) => l.includes('{"level":'))
+    .map((l) => JSON.parse(l.slice(l.indexOf('{"level":'), l.lastIndexOf('}') + 1)));
+}
+
+/** Waits for a log line with this event whose fields include `match`. */
+async function logged(r, event, match = {}) {
+  const found = () => logLines(r).find((l) => l.event === event && Object.entries(match).every(([k, v]) => l[k] === v));
+  await r.waitForOutput(new RegExp(`"event":"${event}"`), 1);
+  for (let n = r.count(new RegExp(`"event":"${event}"`)); !found(); n++) {
+    await r.waitForOutput(new RegExp(`"event":"${event}"`), n + 1);
+  }
+  return found();
+}
+
+test('GET /stats is the JSON of !stats', async () => {
+  const h = await host(relay);
+  await join(relay, h);
+  // The figures are eventually consistent (sessions report at most once a
+  // second): read until the host and its client are counted.
+  const deadline = Date.now() + 15_000;
+  let res;
+  for (;;) {
+    res = await get(relay, '/stats');
+    assert.equal(res.status, 200);
+    const s = JSON.parse(res.body);
+    if (s.numHostsOnline >= 1 && s.numClientsOnline >= 1) break;
+    assert.ok(Date.now() < deadline, `stats never counted the host: ${res.body}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.match(res.headers.get('content-type'), /^application\/json/);
+  assert.deepEqual(Object.keys(JSON.parse(res.body)), ['numHostsOnline', 'numHostsLookingForSession', 'numClientsOnline', 'numPlayers']);
+  h.send('/stats');
+  assert.equal(await h.next(), `!stats ${(await get(relay, '/stats')).body}`);
+  h.close();
+});
+
+test('GET /health answers ok and wakes no object', async () => {
+  const before = relay.count(LIFECYCLE);
+  const res = await get(relay, '/health');
+  assert.equal(res.status, 200);
+  assert.equal(res.body, 'ok');
+  assert.match(res.headers.get('content-type'), /^text\/plain/);
+  // Barrier: a new session constructs exactly one object; had /health woken
+  // one, the count would be two higher.
+  const h = await host(relay);
+  await relay.waitForOutput(LIFECYCLE, before + 1);
+  assert.equal(relay.count(LIFECYCLE), before + 1);
+  h.close();
+});
+
+test('GET /version is the Cargo.toml version as plain text', async () => {
+  const res = await get(relay, '/version');
+  assert.equal(res.status, 200);
+  assert.equal(res.body, VERSION);
+  assert.match(res.headers.get('content-type'), /^text\/plain/);
+});
+
+test('GET /docs/PROTOCOL.md serves the repository copy', async () => {
+  const res = await get(relay, '/docs/PROTOCOL.md');
+  assert.equal(res.status, 200);
+  assert.equal(res.body, readFileSync(`${ROOT}/docs/PROTOCOL.md`, 'utf8'));
+});
+
+test('operator endpoints take GET and HEAD only', async () => {
+  for (const path of ['/health', '/version', '/stats']) {
+    const res = await request(relay, 'POST', path);
+    assert.equal(res.status, 405, path);
+    assert.equal(res.body, 'Method not allowed: use GET or HEAD');
+  }
+  assert.equal((await request(relay, 'HEAD', '/health')).status, 200);
+});
+
+test('a refusal is one JSON log line with status and reason, and no query (secrets)', async () => {
+  const res = await request(relay, 'POST', '/session?id=logged-1&secret=do-not-log-me');
+  assert.equal(res.status, 405);
+  const line = await logged(relay, 'request_refused', { status: 405, path: '/session' });
+  assert.deepEqual(line, {
+    level: 'info', event: 'request_refused', status: 405,
+    reason: 'Method not allowed: use GET with Upgrade: websocket', method: 'POST', path: '/session',
+  });
+  // Info lines reach the output exactly as rendered: one line, stable order.
+  const raw = relay.output.split('\n').find((l) => l.includes('"status":405') && l.includes('"path":"/session"'));
+  assert.equal(raw, '{"level":"info","event":"request_refused","status":405,"reason":"Method not allowed: use GET with Upgrade: websocket","method":"POST","path":"/session"}');
+  assert.doesNotMatch(relay.output, /do-not-log-me/);
+});
+
+test('a POST to /session without upgrade is refused before anything is created', async () => {
+  const res = await request(relay, 'POST', '/session?id=post-plain');
+  assert.equal(res.status, 405);
+  const h = await host(relay, 'id=post-plain');
+  assert.equal(h.sessionLine, 'session: post-plain');
+  h.close();
+});
+
+// Under `wrangler dev` a non-GET request with WebSocket headers reaches the
+// Worker as a GET: workerd's `fetch` between Miniflare's entry worker, the
+// assets router and this Worker opens a WebSocket (always GET, body and
+// method dropped), and only the outermost server refuses the handshake
+// (400), after the Session object has answered 101. Neither the router nor
+// the object can tell it from a host that connected and dropped at once; see
+// the README's known limits. Kept as a TODO until the Session object copes.
+test('a POST with WebSocket headers creates no session', { todo: 'the method is lost before the Worker (see comment); needs a Session object fix' }, async () => {
+  const res = await request(relay, 'POST', '/session?id=post-upgrade', HANDSHAKE);
+  assert.ok(!res.upgraded, 'a POST must not be upgraded');
+  assert.ok([400, 405].includes(res.status), `status ${res.status}`);
+  const h = await host(relay, 'id=post-upgrade');
+  assert.equal(h.sessionLine, 'session: post-upgrade');
+  h.close();
+});
+
+test('ALLOWED_ORIGINS: a listed origin and no Origin connect', async () => {
+  const h = new Peer(`${strict.ws}/session?id=origin-ok`, { headers: { Origin: 'https://game.example' } });
+  await h.opened;
+  assert.equal(await h.next(), 'session: origin-ok');
+  const c = new Peer(`${strict.ws}/session/origin-ok`, { headers: { Origin: 'http://localhost:8080' } });
+  await c.opened;
+  await h.until('connected: 1');
+  const bare = await host(strict); // a game or server: no Origin header at all
+  assert.match(bare.sessionLine, /^session: /);
+  h.close(); c.close(); bare.close();
+});
+
+test('ALLOWED_ORIGINS: another origin gets 403 before any object wakes, logged at warn', async () => {
+  const before = strict.count(LIFECYCLE);
+  const notFound = await get(strict, '/nothing-here'); // info: below LOG_LEVEL=warn
+  assert.equal(notFound.status, 404);
+  for (const path of ['/session?id=origin-bad&secret=s3cr3t-value', '/session/origin-bad']) {
+    for (const origin of ['https://evil.example', 'http://game.example', 'null']) {
+      const res = await refusedSocket(strict, path, { headers: { Origin: origin } });
+      assert.equal(res.status, 403, `${path} from ${origin}`);
+      assert.equal(res.body, FORBIDDEN);
+    }
+  }
+  const line = await logged(strict, 'request_refused', { status: 403, path: '/session/origin-bad' });
+  assert.deepEqual(Object.keys(line), ['level', 'event', 'status', 'reason', 'method', 'path']);
+  assert.equal(line.level, 'warn');
+  assert.equal(line.reason, FORBIDDEN);
+  // The 404 came first and its (info) line would have been printed first.
+  assert.ok(!logLines(strict).some((l) => l.status === 404), 'an info line passed LOG_LEVEL=warn');
+  assert.doesNotMatch(strict.output, /s3cr3t-value/);
+  // No Session object was constructed by the refusals, and the id is free:
+  // the first object constructed now is this host's.
+  const h = await host(strict, 'id=origin-bad');
+  assert.equal(h.sessionLine, 'session: origin-bad');
+  await strict.waitForOutput(LIFECYCLE, before + 1);
+  assert.equal(strict.count(LIFECYCLE), before + 1);
+  h.close();
+});
+
+test('a text frame with invalid UTF-8 reaches the host decoded with U+FFFD', async () => {
+  const h = await host(relay);
+  const c = await join(relay, h);
+  c.socket.send(Buffer.from([0x61, 0xff, 0x62, 0xc3]), { binary: false }); // "a", bad byte, "b", cut sequence
+  assert.equal(await h.next(), `${c.id}: a\uFFFDb\uFFFD`);
+  h.close(); c.close();
+});
