@@ -41,16 +41,16 @@ export const NO_SLOTS_TEXT = 'error: no slots available, max clients reached';
  */
 export const CLOSE_POLICY = Object.freeze({
   1000: { retry: true, why: 'normal closure from the other side (the relay itself never sends 1000)' },
-  1001: { retry: true, why: 'going away (relay restart or deploy)' },
-  1003: { retry: false, why: 'binary frames are not supported: the relay refused a frame this side sent' },
+  1001: { retry: true, why: 'the other side is going away (relay restart or deploy)' },
+  1003: { retry: false, why: 'the relay refused a binary frame this side sent' },
   1006: { retry: true, why: 'connection lost without a close frame' },
-  1008: { retry: false, why: 'rate limit exceeded: reconnecting at once would hit the limit again' },
-  1009: { retry: false, why: 'message too big (limit 1 MiB)' },
-  1013: { retry: true, why: 'host unavailable: the queue for the absent host is full; the frame that hit the limit and any sent after it on that socket were not delivered' },
-  4001: { retry: false, why: 'taken over: another connection took this session over' },
-  4002: { retry: false, why: 'replaced: another connection with the same client uuid' },
-  4003: { retry: false, why: 'session full' },
-  4004: { retry: false, why: 'session closed' },
+  1008: { retry: false, why: 'too many frames: reconnecting at once would hit the rate limit again' },
+  1009: { retry: false, why: 'the relay refused a frame over 1 MiB this side sent' },
+  1013: { retry: true, why: 'the queue for the absent host is full; the frame that hit the limit and any sent after it on that socket were not delivered' },
+  4001: { retry: false, why: 'another connection took this session over' },
+  4002: { retry: false, why: 'another socket with the same client uuid replaced this one' },
+  4003: { retry: false, why: 'no client id is free in this session' },
+  4004: { retry: false, why: 'the session ended' },
 });
 
 /** `{ retry, why }` for a close code (see CLOSE_POLICY). */
@@ -237,8 +237,8 @@ class Connection extends EventTarget {
     sock.ws = ws;
     sock.timer = setTimeout(() => {
       if (sock.opened || sock.done) return;
-      try { ws.close(); } catch { /* not yet open */ }
       this._socketGone(sock, CLOSE.ABNORMAL, '', `connect timeout (${this.options.connectTimeoutMs} ms)`);
+      try { ws.close(); } catch { /* not yet open */ }
     }, this.options.connectTimeoutMs);
     ws.onopen = () => {
       if (sock.done) return;
@@ -265,9 +265,8 @@ class Connection extends EventTarget {
     ws.onerror = (e) => {
       // Before the upgrade, Node's WebSocket fires `error` and never `close`.
       if (sock.done || sock.opened) return;
+      this._socketGone(sock, CLOSE.ABNORMAL, '', e?.message || e?.error?.message || '');
       try { ws.close(); } catch { /* already failed */ }
-      const detail = e?.message || e?.error?.message || '';
-      this._socketGone(sock, CLOSE.ABNORMAL, '', detail);
     };
     ws.onclose = (e) => {
       if (sock.done) return;

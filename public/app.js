@@ -1,5 +1,5 @@
 // The test area of the relay's page: 3 hosts × 2 clients, built on relay-client.js.
-import { RelayHost, RelayClient } from './relay-client.js';
+import { RelayHost, RelayClient, closePolicy } from './relay-client.js';
 
 const GROUPS = 3;
 const CLIENTS_PER_HOST = 2;
@@ -47,7 +47,8 @@ function describeState(d) {
     }
     case 'closed': {
       const unsent = d.unsent?.length ? ` (${d.unsent.length} buffered sends dropped)` : '';
-      return { label: `closed ${why}`, line: `closed ${why}${d.error ? ` — ${d.error}` : ''}${unsent}` };
+      const explain = d.errorCode === 'closed' ? closePolicy(d.code).why : d.error;
+      return { label: `closed ${why}`, line: `closed ${why}${explain ? ` — ${explain}` : ''}${unsent}` };
     }
     default: return { label: d.state, line: d.state };
   }
