@@ -275,6 +275,7 @@ function nameOf(sid) {
 
 function renderAll() {
   for (const h of Object.values(hosts)) { h.renderChips(); h.renderInfo(); }
+  for (const c of Object.values(clients)) c.renderId();
 }
 
 class ClientPanel {
@@ -322,7 +323,7 @@ class ClientPanel {
 
   renderId() {
     const pill = $(this.el, '.rid');
-    const at = this.conn && Object.values(hosts).find((h) => h.conn?.sid === this.conn.sid);
+    const at = this.conn && Object.values(hosts).find((h) => h.conn?.sid === this.conn.sid && h.conn.state !== 'closed');
     pill.textContent = this.relayId == null ? 'id —' : `id ${this.relayId}${at ? ` at Host ${at.n}` : ''}`;
     pill.dataset.id = this.relayId == null ? '' : String(this.relayId);
     pill.title = 'the client id the relay gave this socket (the host addresses it as "<id>: …")';

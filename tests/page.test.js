@@ -324,6 +324,7 @@ test('join chips offer only other live sessions; a host taken over elsewhere end
   assert.match(await page.textContent('#host1 .state'), /closed 4001 taken over/);
   assert.equal(await info(1, 'clients'), '—');
   assert.equal(await info(1, 'links'), '—');
+  await until('client 1b now names Host 3 as its host', () => document.querySelector('#client2 .rid').textContent === 'id 2 at Host 3');
   const chips = async (n) => page.$$eval(`#host${n} .chip`, (els) => els.filter((e) => e.textContent.startsWith('join'))
     .map((e) => `${e.textContent} ${e.dataset.command}`));
   assert.deepEqual(await chips(3), [`join Host 2 /join-session id=${sids[2]}`], 'Host 3 is not offered its own session');
