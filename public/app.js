@@ -256,7 +256,8 @@ class HostPanel {
     for (const c of ['/stats', '/version', '/join-session master', '/join-session slave', '/close-session', '/leave-session']) add(c, c);
     // Sessions this one could join: other panels' live sessions, not its own
     // (after a take-over two panels may name the same session).
-    const own = this.conn?.sid;
+    if (this.conn?.state !== 'open') return;
+    const own = this.conn.sid;
     const offered = new Set();
     for (const other of Object.values(hosts)) {
       const sid = other.conn?.state === 'open' && other.conn.sid;

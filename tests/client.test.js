@@ -191,7 +191,7 @@ for (const env of ['node', 'chromium']) {
     test('sends while reconnecting are buffered (bounded) and flushed in order', async () => {
       const h = await hostPeer();
       const p = await proxy();
-      const c = await make('client', h.sid, { base: p.ws, initialDelayMs: 1500, jitter: 0, maxBufferedMessages: 3 });
+      const c = await make('client', h.sid, { base: p.ws, initialDelayMs: 3000, jitter: 0, maxBufferedMessages: 3 });
       await d().waitFor(c, 'state', { state: 'open' });
       assert.equal(await h.next(), 'connected: 1');
       p.cut();

@@ -349,6 +349,95 @@ test('Close empties the panel\'s clients and links, and the session leaves the j
   await shot('after-close', '#group3');
 });
 
+/**
+ * A scripted stand-in for the relay's WebSocket, installed in a second page:
+ * it speaks the protocol's slave-client feed (PROTOCOL.md section 4) so the
+ * page's handling of it is tested whatever the relay under test does.
+ */
+function fakeRelayFeed() {
+  const hostsBySid = new Map();
+  let nextSid = 1;
+  class FakeSocket extends EventTarget {
+    constructor(url) {
+      super();
+      this.url = url;
+      this.readyState = 0;
+      const u = new URL(url);
+      const m = /^\/session\/(.+)$/.exec(u.pathname);
+      setTimeout(() => {
+        this.readyState = 1;
+        this.onopen?.({});
+        if (m) {
+          const h = hostsBySid.get(m[1]);
+          this.host = h;
+          this.id = h.clients.length + 1;
+          h.clients.push(this);
+          h.tell(`connected: ${this.id}`);
+          if (h.master) h.master.tell(`connected: ${h.offset + this.id}`);
+        } else {
+          this.sid = `S${nextSid++}`;
+          this.clients = [];
+          this.slaves = [];
+          hostsBySid.set(this.sid, this);
+          this.tell(`session: ${this.sid}`);
+          this.tell(`secret: ${'f'.repeat(64)}`);
+        }
+      }, 0);
+    }
+    tell(text) { setTimeout(() => this.onmessage?.({ data: text }), 0); }
+    send(text) {
+      const join = /^\/join-session id=(.+)$/.exec(text);
+      if (join) {
+        const master = hostsBySid.get(join[1]);
+        this.master = master;
+        this.offset = master.clients.length + master.slaves.reduce((n, s) => n + s.clients.length, 0);
+        master.slaves.push(this);
+        master.tell(`!added-slave: ${this.sid}`);
+        for (const c of this.clients) master.tell(`connected: ${this.offset + c.id}`);
+        this.tell(`!set-master: ${master.sid}`);
+      } else if (text === '/leave-session' && this.master) {
+        for (const c of this.clients) this.master.tell(`disconnected: ${this.offset + c.id}`);
+        this.master.tell(`!slave-left: ${this.sid}`);
+        this.master.slaves = this.master.slaves.filter((s) => s !== this);
+        this.master = null;
+      }
+    }
+    close() { this.readyState = 3; }
+  }
+  window.WebSocket = FakeSocket;
+}
+
+test('the master lists its slave\'s clients from the connected:/disconnected: feed (scripted relay feed)', async () => {
+  const fake = await page.context().newPage();
+  fake.on('pageerror', (err) => consoleErrors.push(`pageerror (fake feed page): ${err.message}`));
+  await fake.addInitScript(fakeRelayFeed);
+  await fake.goto(relay.url + '/');
+  const names = (n) => fake.$$eval(`#host${n} .clients .cid`, (els) => els.map((e) => e.textContent).join('|'));
+  const wait = (fn, arg) => fake.waitForFunction(fn, arg, { timeout: WAIT_MS });
+  await fake.click('#host1 .start');
+  await wait(() => document.querySelector('#host1 .sid').dataset.sid === 'S1');
+  for (const c of [1, 2]) await fake.click(`#client${c} .connect`);
+  await fake.click('#host2 .start');
+  await wait(() => document.querySelector('#host2 .sid').dataset.sid === 'S2');
+  await fake.click('#client3 .connect');
+  await wait(() => document.querySelector('#host2 .clients').textContent.includes('1 · Client 2a'));
+  await wait(() => document.querySelectorAll('#host1 .clients .cid').length === 2);
+  await fake.fill('#host2 .cmd', '/join-session id=S1');
+  await fake.press('#host2 .cmd', 'Enter');
+  await wait(() => document.querySelectorAll('#host1 .clients .cid').length === 3);
+  assert.equal(await names(1), '1 · Client 1a|2 · Client 1b|3 · via Host 2');
+  assert.equal(await fake.textContent('#host1 .links'), 'master of Host 2');
+  mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
+  await fake.addStyleTag({ content: '.site-header { position: static !important; }' });
+  await fake.locator('#group1').screenshot({ path: path.join(path.dirname(SCREENSHOT), 'master-slave-feed.png') });
+  await fake.fill('#host2 .cmd', '/leave-session');
+  await fake.press('#host2 .cmd', 'Enter');
+  await wait(() => document.querySelector('#host1 .links').textContent === '—');
+  assert.equal(await names(1), '1 · Client 1a|2 · Client 1b');
+  assert.equal(await fake.textContent('#host2 .links'), '—');
+  await fake.close();
+});
+
 test('screenshot, and no console errors', async () => {
   await page.evaluate(() => {
     document.querySelectorAll('.log').forEach((l) => { l.scrollTop = l.scrollHeight; });
