@@ -1,5 +1,5 @@
 // The test area of the relay's page: 3 hosts × 2 clients, built on relay-client.js.
-import { RelayHost, RelayClient } from './relay-client.js';
+import { RelayHost, RelayClient, closePolicy } from './relay-client.js';
 
 const GROUPS = 3;
 const CLIENTS_PER_HOST = 2;
@@ -8,7 +8,6 @@ const MAX_LOG = 400;
 const $ = (root, sel) => root.querySelector(sel);
 const pad = (n, w = 2) => String(n).padStart(w, '0');
 const clock = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
-const short = (sid) => (sid && sid.length > 13 ? `${sid.slice(0, 8)}…` : sid);
 
 /** Appends one line to a panel's log, keeping the view pinned to the bottom if it was. */
 function logLine(list, { dir, text, time = new Date(), kind = dir }) {
@@ -22,8 +21,8 @@ function logLine(list, { dir, text, time = new Date(), kind = dir }) {
   t.dateTime = time.toISOString();
   const arrow = document.createElement('span');
   arrow.className = 'arrow';
-  arrow.textContent = dir === 'in' ? '←' : dir === 'out' ? '→' : '•';
-  arrow.title = dir === 'in' ? 'received' : dir === 'out' ? 'sent' : 'connection';
+  arrow.textContent = dir === 'in' ? '←' : dir === 'out' ? (kind === 'buffered' ? '⋯' : '→') : '•';
+  arrow.title = dir === 'in' ? 'received' : dir === 'out' ? (kind === 'buffered' ? 'buffered until a socket is open' : 'sent') : 'connection';
   const body = document.createElement('span');
   body.className = 'text';
   body.textContent = text;
@@ -34,17 +33,22 @@ function logLine(list, { dir, text, time = new Date(), kind = dir }) {
 }
 
 function describeState(d) {
+  const why = `${d.code ?? ''}${d.reason ? ` ${d.reason}` : ''}`;
   switch (d.state) {
-    case 'connecting': return { label: d.attempt ? `reconnecting (#${d.attempt})…` : 'connecting…', line: `connecting ${d.url}` };
+    case 'connecting': {
+      const what = d.switching ? 'new socket (take-over)' : d.attempt ? `reconnect #${d.attempt}` : 'connecting';
+      return { label: d.switching ? 'switching…' : d.attempt ? `reconnecting (#${d.attempt})…` : 'connecting…', line: `${what}: ${d.url}` };
+    }
     case 'open': return { label: 'open', line: 'open' };
-    case 'closing': return { label: 'closing…', line: `closing (${d.code} ${d.reason})` };
+    case 'closing': return { label: 'closing…', line: 'close frame from the relay; waiting for its code' };
+    case 'reconnecting': {
+      const secs = (d.retryInMs / 1000).toFixed(1);
+      return { label: `closed ${d.code} · retry in ${secs} s`, line: `closed ${why} — reconnecting in ${secs} s`, state: 'retrying' };
+    }
     case 'closed': {
-      const why = `${d.code}${d.reason ? ` ${d.reason}` : ''}`;
-      if (d.willReconnect) {
-        const secs = (d.retryInMs / 1000).toFixed(1);
-        return { label: `closed ${d.code} · retry in ${secs} s`, line: `closed ${why} — reconnecting in ${secs} s`, state: 'retrying' };
-      }
-      return { label: `closed ${why}`, line: `closed ${why}` };
+      const unsent = d.unsent?.length ? ` (${d.unsent.length} buffered sends dropped)` : '';
+      const explain = d.errorCode === 'closed' ? closePolicy(d.code).why : d.error;
+      return { label: `closed ${why}`, line: `closed ${why}${explain ? ` — ${explain}` : ''}${unsent}` };
     }
     default: return { label: d.state, line: d.state };
   }
@@ -55,20 +59,35 @@ function showState(panel, d) {
   const pill = $(panel.el, '.state');
   pill.textContent = label;
   pill.dataset.state = state || d.state;
-  pill.title = d.reason || '';
+  pill.title = d.error || d.reason || '';
   panel.el.dataset.state = state || d.state;
-  logLine(panel.log, { dir: 'sys', text: line });
+  logLine(panel.log, { dir: 'sys', kind: d.error ? 'error' : 'state', text: line });
 }
 
-/** Up/down arrow history for an input. */
-function withHistory(input) {
+/**
+ * A message box: Enter sends, Shift+Enter makes a new line, Up/Down walk the
+ * history while the text is one line.
+ */
+function messageBox(input, send) {
   const past = [];
   let at = 0;
+  const submit = () => {
+    const text = input.value;
+    if (!send(text)) return;
+    if (text && past[past.length - 1] !== text) past.push(text);
+    at = past.length;
+    input.value = '';
+    fit();
+  };
+  const fit = () => { input.rows = Math.min(6, input.value.split('\n').length); };
+  input.addEventListener('input', fit);
   input.addEventListener('keydown', (e) => {
-    if (e.key === 'ArrowUp' && at > 0) { at -= 1; input.value = past[at]; e.preventDefault(); }
-    if (e.key === 'ArrowDown' && at < past.length) { at += 1; input.value = past[at] ?? ''; e.preventDefault(); }
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); return; }
+    if (input.value.includes('\n')) return;
+    if (e.key === 'ArrowUp' && at > 0) { at -= 1; input.value = past[at]; fit(); e.preventDefault(); }
+    if (e.key === 'ArrowDown' && at < past.length) { at += 1; input.value = past[at] ?? ''; fit(); e.preventDefault(); }
   });
-  return (line) => { if (line && past[past.length - 1] !== line) past.push(line); at = past.length; };
+  input.form.addEventListener('submit', (e) => { e.preventDefault(); submit(); });
 }
 
 const hosts = {};
@@ -83,17 +102,19 @@ class HostPanel {
     $(this.el, '.title').textContent = `Host ${n}`;
     this.log = $(this.el, '.log');
     this.conn = null;
-    this.clientNumbers = Array.from({ length: CLIENTS_PER_HOST }, (_, i) => (n - 1) * CLIENTS_PER_HOST + i + 1);
+    this.clientPanels = [];
+    /** Client panels that opened on this host's session and wait to learn their relay id. */
+    this.waiting = [];
+    /** Relay ids this session announced that no panel has claimed yet. */
+    this.unclaimed = [];
+    /** Translated client ids of linked slaves: id → slave sid. */
+    this.slaveIds = new Map();
+    this.burst = null; // the slave whose `connected:` lines follow its `!added-slave:`
 
     $(this.el, '.options').addEventListener('submit', (e) => { e.preventDefault(); this.start(); });
     $(this.el, '.drop').addEventListener('click', () => this.conn?.drop());
     $(this.el, '.close').addEventListener('click', () => this.conn?.close());
-    const remember = withHistory($(this.el, '.cmd'));
-    $(this.el, '.sendbar').addEventListener('submit', (e) => {
-      e.preventDefault();
-      const input = $(this.el, '.cmd');
-      if (this.command(input.value)) { remember(input.value); input.value = ''; }
-    });
+    messageBox($(this.el, '.cmd'), (line) => this.command(line));
     this.renderChips();
   }
 
@@ -111,47 +132,112 @@ class HostPanel {
       return;
     }
     this.conn = host;
-    host.addEventListener('frame', (e) => { if (this.conn === host) logLine(this.log, e.detail); });
-    host.addEventListener('state', (e) => { if (this.conn === host) { showState(this, e.detail); this.renderButtons(); } });
-    host.addEventListener('session', (e) => {
-      const previous = $(this.el, '.sid').dataset.sid;
-      $(this.el, '.sid').textContent = e.detail.sid;
-      $(this.el, '.sid').dataset.sid = e.detail.sid;
-      for (const c of this.clientNumbers) clients[c].offerSession(e.detail.sid, previous);
-      renderAllChips();
-    });
-    host.addEventListener('secret', (e) => { $(this.el, '.secret').textContent = e.detail.secret; });
-    for (const type of ['connected', 'disconnected', 'state']) host.addEventListener(type, () => this.renderInfo());
-    host.addEventListener('linked', () => this.renderInfo());
-    host.addEventListener('unlinked', () => this.renderInfo());
+    this.slaveIds.clear();
+    this.unclaimed = [];
+    const mine = (fn) => (e) => { if (this.conn === host) fn(e.detail); };
+    host.addEventListener('frame', mine((d) => {
+      logLine(this.log, d);
+      if (d.dir === 'in' && d.kind !== 'connected' && d.kind !== 'added-slave') this.burst = null;
+    }));
+    host.addEventListener('state', mine((d) => {
+      showState(this, d);
+      if (d.state === 'closed') { this.slaveIds.clear(); this.unclaimed = []; this.waiting = []; }
+      this.renderButtons();
+      renderAll();
+    }));
+    host.addEventListener('session', mine((d) => {
+      const sidEl = $(this.el, '.sid');
+      const previous = sidEl.dataset.sid;
+      sidEl.textContent = d.sid;
+      sidEl.dataset.sid = d.sid;
+      if (d.takeOver) this.unclaimed = [];
+      for (const c of this.clientPanels) c.offerSession(d.sid, previous);
+      renderAll();
+    }));
+    host.addEventListener('secret', mine((d) => { $(this.el, '.secret').textContent = d.secret; }));
+    host.addEventListener('connected', mine((d) => {
+      if (this.burst) this.slaveIds.set(d.client, this.burst);
+      else if (!this.slaveIds.has(d.client)) this.claim(d.client);
+      renderAll();
+    }));
+    host.addEventListener('disconnected', mine((d) => {
+      this.unclaimed = this.unclaimed.filter((x) => x !== d.client);
+      renderAll();
+    }));
+    host.addEventListener('linked', mine((d) => { if (d.role === 'master') this.burst = d.sid; renderAll(); }));
+    host.addEventListener('unlinked', mine((d) => {
+      for (const [id, sid] of this.slaveIds) if (d.role === 'slave' || sid === d.sid) this.slaveIds.delete(id);
+      renderAll();
+    }));
     host.connect();
   }
 
+  /** A `connected: <n>` of this session: the relay id of the panel that opened first and has none yet. */
+  claim(id) {
+    const owner = this.clientPanels.find((c) => c.relayId === id && c.conn?.sid === this.conn?.sid);
+    if (owner) return; // the same uuid back (replaced or reconnected)
+    const panel = this.waiting.shift();
+    if (panel) panel.setRelayId(id);
+    else this.unclaimed.push(id);
+  }
+
+  /** A client panel opened on this host's session. */
+  clientOpened(panel) {
+    if (panel.relayId != null) return;
+    const id = this.unclaimed.shift();
+    if (id != null) panel.setRelayId(id);
+    else this.waiting.push(panel);
+  }
+
   command(line) {
-    if (!this.conn || this.conn.state !== 'open') {
+    if (!this.conn || !this.conn.active) {
       logLine(this.log, { dir: 'sys', kind: 'error', text: 'not connected: start the host first' });
       return false;
     }
-    this.conn.command(line);
+    try {
+      this.conn.command(line);
+    } catch (err) {
+      logLine(this.log, { dir: 'sys', kind: 'error', text: err.message });
+      return false;
+    }
+    if (line === '/leave-session') renderAll();
     return true;
   }
 
   renderButtons() {
-    const s = this.conn?.state ?? 'closed';
+    const s = this.conn?.state ?? 'idle';
     const live = Boolean(this.conn?.active);
-    $(this.el, '.start').disabled = Boolean(live);
+    $(this.el, '.start').disabled = live;
     $(this.el, '.drop').disabled = s !== 'open';
-    $(this.el, '.close').disabled = !live || s === 'closing';
+    $(this.el, '.close').disabled = !live;
+  }
+
+  /** "1 · Client 1a" for own clients, "3 · via Host 2" for a slave's. */
+  clientLabel(id) {
+    const slave = this.slaveIds.get(id);
+    if (slave) return `${id} · via ${nameOf(slave)}`;
+    const panel = Object.values(clients).find((c) => c.relayId === id && c.conn?.sid === this.conn?.sid && c.conn?.active);
+    return panel ? `${id} · ${panel.name}` : String(id);
   }
 
   renderInfo() {
     const h = this.conn;
-    const list = [...(h?.clients ?? [])].sort((a, b) => a - b);
-    $(this.el, '.clients').textContent = list.length ? list.join(', ') : '—';
+    const live = h && h.state !== 'closed';
+    const list = live ? [...h.clients].sort((a, b) => a - b) : [];
+    const box = $(this.el, '.clients');
+    box.replaceChildren(...list.map((id) => {
+      const chip = document.createElement('span');
+      chip.className = `cid${this.slaveIds.has(id) ? ' slave' : ''}`;
+      chip.dataset.id = String(id);
+      chip.textContent = this.clientLabel(id);
+      return chip;
+    }));
+    if (!list.length) box.textContent = '—';
     const parts = [];
-    if (h?.master) parts.push(`slave of ${nameOf(h.master)}`);
-    if (h?.slaves.size) parts.push(`master of ${[...h.slaves].map(nameOf).join(', ')}`);
+    if (live && h.master) parts.push(`slave of ${nameOf(h.master)}`);
+    if (live && h.slaves.size) parts.push(`master of ${[...h.slaves].map(nameOf).join(', ')}`);
     $(this.el, '.links').textContent = parts.length ? parts.join(' · ') : '—';
+    $(this.el, '.info').dataset.live = String(Boolean(live));
   }
 
   renderChips() {
@@ -168,47 +254,60 @@ class HostPanel {
       box.append(b);
     };
     for (const c of ['/stats', '/version', '/join-session master', '/join-session slave', '/close-session', '/leave-session']) add(c, c);
+    // Sessions this one could join: other panels' live sessions, not its own
+    // (after a take-over two panels may name the same session).
+    if (this.conn?.state !== 'open') return;
+    const own = this.conn.sid;
+    const offered = new Set();
     for (const other of Object.values(hosts)) {
-      const sid = other !== this && other.conn?.sid;
-      if (sid) add(`join Host ${other.n}`, `/join-session id=${sid}`);
+      const sid = other.conn?.state === 'open' && other.conn.sid;
+      if (!sid || other === this || sid === own || offered.has(sid)) continue;
+      offered.add(sid);
+      add(`join Host ${other.n}`, `/join-session id=${sid}`);
     }
   }
 }
 
-/** "Host 2" for a session id one of the panels owns, else the shortened id. */
+/** "Host 2" for a session id a live panel holds, else the id itself. */
 function nameOf(sid) {
-  const owner = Object.values(hosts).find((h) => h.conn?.sid === sid);
-  return owner ? `Host ${owner.n}` : short(sid);
+  const owner = Object.values(hosts).find((h) => h.conn?.sid === sid && h.conn.state !== 'closed');
+  return owner ? `Host ${owner.n}` : sid;
 }
 
-function renderAllChips() {
+function renderAll() {
   for (const h of Object.values(hosts)) { h.renderChips(); h.renderInfo(); }
+  for (const c of Object.values(clients)) c.renderId();
 }
 
 class ClientPanel {
-  constructor(n, hostN) {
-    this.n = n;
-    this.hostN = hostN;
+  constructor(host, index) {
+    this.host = host;
+    this.n = (host.n - 1) * CLIENTS_PER_HOST + index + 1;
+    this.name = `Client ${host.n}${'abcdefgh'[index]}`;
     this.el = document.getElementById('client-template').content.firstElementChild.cloneNode(true);
-    this.el.id = `client${n}`;
-    this.el.dataset.testid = `client${n}`;
-    $(this.el, '.title').textContent = `Client ${n}`;
+    this.el.id = `client${this.n}`;
+    this.el.dataset.testid = `client${this.n}`;
+    $(this.el, '.title').textContent = this.name;
     this.log = $(this.el, '.log');
     this.conn = null;
+    this.relayId = null;
     $(this.el, '.options').addEventListener('submit', (e) => { e.preventDefault(); this.connect(); });
+    $(this.el, '.drop').addEventListener('click', () => this.conn?.drop());
     $(this.el, '.close').addEventListener('click', () => this.conn?.close());
-    const remember = withHistory($(this.el, '.msg'));
-    $(this.el, '.sendbar').addEventListener('submit', (e) => {
-      e.preventDefault();
-      const input = $(this.el, '.msg');
-      if (!this.conn || this.conn.state !== 'open') {
+    messageBox($(this.el, '.msg'), (text) => {
+      if (!this.conn || !this.conn.active) {
         logLine(this.log, { dir: 'sys', kind: 'error', text: 'not connected' });
-        return;
+        return false;
       }
-      this.conn.send(input.value);
-      remember(input.value);
-      input.value = '';
+      try {
+        this.conn.send(text);
+      } catch (err) {
+        logLine(this.log, { dir: 'sys', kind: 'error', text: err.message });
+        return false;
+      }
+      return true;
     });
+    this.renderId();
   }
 
   /** The host's session id, unless the user typed another one. */
@@ -217,31 +316,66 @@ class ClientPanel {
     if (!input.value || input.value === previous) input.value = sid;
   }
 
+  setRelayId(id) {
+    this.relayId = id;
+    this.renderId();
+    renderAll();
+  }
+
+  renderId() {
+    const pill = $(this.el, '.rid');
+    const at = this.conn && Object.values(hosts).find((h) => h.conn?.sid === this.conn.sid && h.conn.state !== 'closed');
+    pill.textContent = this.relayId == null ? 'id —' : `id ${this.relayId}${at ? ` at Host ${at.n}` : ''}`;
+    pill.dataset.id = this.relayId == null ? '' : String(this.relayId);
+    pill.title = 'the client id the relay gave this socket (the host addresses it as "<id>: …")';
+  }
+
   connect() {
     if (this.conn?.active) return;
     const sid = $(this.el, '.opt-sid').value.trim();
     if (!sid) {
-      logLine(this.log, { dir: 'sys', kind: 'error', text: `no session id: start Host ${this.hostN} first` });
+      logLine(this.log, { dir: 'sys', kind: 'error', text: `no session id: start Host ${this.host.n} first` });
       return;
     }
     const uuidInput = $(this.el, '.opt-uuid');
-    const client = new RelayClient(sid, {
-      uuid: uuidInput.value.trim() || undefined,
-      storageKey: `askutron-relay-demo/client${this.n}/uuid`,
-      keepAlive: $(this.el, '.opt-keepalive').value,
-    });
+    let client;
+    try {
+      client = new RelayClient(sid, {
+        uuid: uuidInput.value.trim() || undefined,
+        storageKey: `askutron-relay-demo/client${this.n}/uuid`,
+        keepAlive: $(this.el, '.opt-keepalive').value,
+      });
+    } catch (err) {
+      logLine(this.log, { dir: 'sys', kind: 'error', text: err.message });
+      return;
+    }
     uuidInput.value = client.uuid;
     this.conn = client;
+    this.relayId = null;
+    this.renderId();
     client.addEventListener('frame', (e) => { if (this.conn === client) logLine(this.log, e.detail); });
-    client.addEventListener('state', (e) => { if (this.conn === client) { showState(this, e.detail); this.renderButtons(); } });
+    client.addEventListener('state', (e) => {
+      if (this.conn !== client) return;
+      showState(this, e.detail);
+      const owner = Object.values(hosts).find((h) => h.conn?.sid === client.sid && h.conn.state !== 'closed');
+      if (e.detail.state === 'open' && owner) owner.clientOpened(this);
+      if (e.detail.state === 'closed') {
+        for (const h of Object.values(hosts)) h.waiting = h.waiting.filter((p) => p !== this);
+        this.relayId = null;
+      }
+      this.renderId();
+      this.renderButtons();
+      renderAll();
+    });
     client.connect();
   }
 
   renderButtons() {
-    const s = this.conn?.state ?? 'closed';
+    const s = this.conn?.state ?? 'idle';
     const live = Boolean(this.conn?.active);
-    $(this.el, '.connect').disabled = Boolean(live);
-    $(this.el, '.close').disabled = !live || s === 'closing';
+    $(this.el, '.connect').disabled = live;
+    $(this.el, '.drop').disabled = s !== 'open';
+    $(this.el, '.close').disabled = !live;
   }
 }
 
@@ -257,14 +391,16 @@ function build() {
     hosts[g] = host;
     const row = document.createElement('div');
     row.className = 'client-row';
-    for (const c of host.clientNumbers) {
-      clients[c] = new ClientPanel(c, g);
-      row.append(clients[c].el);
+    for (let i = 0; i < CLIENTS_PER_HOST; i++) {
+      const c = new ClientPanel(host, i);
+      clients[c.n] = c;
+      host.clientPanels.push(c);
+      row.append(c.el);
     }
     group.append(host.el, row);
     root.append(group);
   }
-  renderAllChips();
+  renderAll();
 }
 
 build();

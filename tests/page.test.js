@@ -89,6 +89,35 @@ async function connectClient(c, hostN, id) {
 }
 
 const sids = {};
+const secrets = {};
+
+/** The text of a host panel's info field (`sid`, `secret`, `clients`, `links`). */
+const info = (n, field) => page.textContent(`#host${n} .${field}`);
+
+/** Waits until `fn(document)` (a string of JS over `document`) is true; explains itself on failure. */
+async function until(what, fn, arg) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: WAIT_MS });
+  } catch (e) {
+    throw new Error(`never: ${what}`, { cause: e });
+  }
+}
+
+/** Sends /version from host n and waits for the answer: everything the relay sent before is in the log. */
+async function barrier(n) {
+  const before = (await logOf(`#host${n}`)).filter((l) => l.startsWith('in !version')).length;
+  await hostCommand(n, '/version');
+  await page.waitForFunction(([sel, k]) => [...document.querySelectorAll(`${sel} .log .frame[data-kind="version"]`)].length > k,
+    [`#host${n}`, before], { timeout: WAIT_MS });
+}
+
+async function shot(name, selector) {
+  mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
+  await page.addStyleTag({ content: '.site-header { position: static !important; }' });
+  const file = path.join(path.dirname(SCREENSHOT), `${name}.png`);
+  await page.locator(selector).screenshot({ path: file });
+  console.log(`screenshot: ${file}`);
+}
 
 test('the page loads with the docs and three hosts with two clients each', async () => {
   const res = await page.goto(relay.url + '/');
@@ -110,6 +139,31 @@ test('the page loads with the docs and three hosts with two clients each', async
   }
   assert.equal(await page.locator('.panel.host').count(), 3);
   assert.equal(await page.locator('.panel.client').count(), 6);
+});
+
+test('close-code table: 1008 and the reasons of 1003 and 1009', async () => {
+  const rows = await page.$$eval('#close-codes table:first-of-type tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent.trim())));
+  const byCode = Object.fromEntries(rows.map((r) => [r[0], r[1]]));
+  assert.equal(byCode['1003'], 'binary frames are not supported');
+  assert.equal(byCode['1008'], 'rate limit exceeded');
+  assert.equal(byCode['1009'], 'message too big (limit 1 MiB)');
+  assert.equal(byCode['1013'], 'host unavailable');
+  for (const [code, reason] of [['4001', 'taken over'], ['4002', 'replaced'], ['4003', 'session full'], ['4004', 'session closed']]) {
+    assert.equal(byCode[code], reason);
+  }
+});
+
+test('settings table: RATE_LIMIT_*, MAX_SEARCHES; the 256-byte keepAlive limit is documented', async () => {
+  const rows = await page.$$eval('#settings + p + .table-wrap tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent.trim())));
+  const byName = Object.fromEntries(rows.map((r) => [r[0], r[1]]));
+  assert.deepEqual(
+    { ...byName },
+    { KEEP_ALIVE_SECONDS: '30', RECONNECT_SECONDS: '120', MAX_CLIENTS: '8', RATE_LIMIT_PER_SECOND: '1000', RATE_LIMIT_BURST: '10000',
+      MAX_SEARCHES: '10000', STEAM_API_BASE: 'https://api.steampowered.com' },
+  );
+  const keepAliveRow = await page.$$eval('#params + .table-wrap tbody tr', (trs) => trs.map((tr) => tr.textContent).find((t) => t.includes('keepAlive=')));
+  assert.match(keepAliveRow, /At most 256 bytes/);
+  assert.match(keepAliveRow, /400/);
 });
 
 test('host 1 and clients 1 and 2 talk both ways', async () => {
@@ -135,14 +189,54 @@ test('host 1 and clients 1 and 2 talk both ways', async () => {
   assert.ok(!(await logOf('#client1')).includes('in hi client 2'), 'client 1 does not see client 2\'s message');
 });
 
-test('hosts 1 and 2 link with /join-session: !added-slave and !set-master', async () => {
+test('client panels are named apart from relay ids and show the id the relay gave them', async () => {
+  assert.equal(await page.textContent('#client1 .title'), 'Client 1a');
+  assert.equal(await page.textContent('#client2 .title'), 'Client 1b');
+  await until('client 1 shows id 1', () => document.querySelector('#client1 .rid').textContent === 'id 1 at Host 1');
+  await until('client 2 shows id 2', () => document.querySelector('#client2 .rid').textContent === 'id 2 at Host 1');
+  await until('host 1 lists its clients by id and panel',
+    () => [...document.querySelectorAll('#host1 .clients .cid')].map((e) => e.textContent).join('|') === '1 · Client 1a|2 · Client 1b');
+  // Host 2's first client is the relay's client 1 there, whatever the panel's place on the page.
   sids[2] = await startHost(2);
   await connectClient(3, 2, 1);
+  assert.equal(await page.textContent('#client3 .title'), 'Client 2a');
+  await until('client 3 (panel 2a) shows id 1 at Host 2', () => document.querySelector('#client3 .rid').textContent === 'id 1 at Host 2');
+});
+
+test('sid and secret are shown in full, not truncated', async () => {
+  secrets[1] = await info(1, 'secret');
+  assert.equal(await info(1, 'sid'), sids[1]);
+  assert.match(sids[1], /^[0-9a-f-]{36}$/);
+  assert.match(secrets[1], /^[0-9a-f]{64}$/);
+  for (const field of ['sid', 'secret']) {
+    const box = await page.$eval(`#host1 .${field}`, (e) => ({ sw: e.scrollWidth, cw: e.clientWidth, ov: getComputedStyle(e).textOverflow }));
+    assert.ok(box.sw <= box.cw, `${field} fits its box (${box.sw} <= ${box.cw})`);
+    assert.notEqual(box.ov, 'ellipsis');
+  }
+  await shot('host1-full-ids', '#host1');
+});
+
+test('multi-line messages: Shift+Enter makes a new line, Enter sends', async () => {
+  await page.fill('#host1 .cmd', '1: first line\nsecond line');
+  await page.press('#host1 .cmd', 'Enter');
+  await seeFrame('#client1', 'in', 'first line\nsecond line');
+  await page.click('#client2 .msg');
+  await page.keyboard.type('up');
+  await page.keyboard.press('Shift+Enter');
+  await page.keyboard.type('down');
+  assert.equal(await page.inputValue('#client2 .msg'), 'up\ndown', 'Shift+Enter did not send');
+  await page.keyboard.press('Enter');
+  await seeFrame('#host1', 'in', '2: up\ndown');
+  assert.equal(await page.inputValue('#client2 .msg'), '');
+});
+
+test('hosts 1 and 2 link with /join-session: !added-slave and !set-master', async () => {
   await hostCommand(1, '/join-session master');
   await hostCommand(2, `/join-session id=${sids[1]}`);
   await seeFrame('#host1', 'in', `!added-slave: ${sids[2]}`);
   await seeFrame('#host2', 'in', `!set-master: ${sids[1]}`);
-  await page.waitForFunction(() => document.querySelector('#host1 .links').textContent.includes('master of Host 2'));
+  await until('host 1 shows master of Host 2', () => document.querySelector('#host1 .links').textContent === 'master of Host 2');
+  await until('host 2 shows slave of Host 1', () => document.querySelector('#host2 .links').textContent === 'slave of Host 1');
 
   // The slave's client 1 is the master's 3 (the master has 2 clients).
   await clientSend(3, 'from the slave side');
@@ -158,30 +252,190 @@ test('hosts 1 and 2 link with /join-session: !added-slave and !set-master', asyn
     .some((e) => /^!stats \{.*"numHostsOnline":\d+/.test(e.textContent)), null, { timeout: WAIT_MS });
 });
 
+test('after its own /leave-session the master panel no longer claims its slave', async () => {
+  await hostCommand(1, '/leave-session');
+  await seeFrame('#host2', 'in', '!master-left');
+  assert.equal(await info(1, 'links'), '—');
+  await until('host 2 shows no link', () => document.querySelector('#host2 .links').textContent === '—');
+  await shot('after-leave', '#group1');
+});
+
+// Needs the relay's feed of PROTOCOL.md section 4 (connected:/disconnected: for a slave's clients);
+// an older relay fails here at "connected: 3".
+test('[needs slave-client feed] the master lists its slave\'s clients from connected:/disconnected:', async () => {
+  await hostCommand(1, '/join-session master');
+  await hostCommand(2, `/join-session id=${sids[1]}`);
+  await seeFrame('#host1', 'in', `!added-slave: ${sids[2]}`, 2);
+  await seeFrame('#host1', 'in', 'connected: 3');
+  await until('host 1 lists 3 via Host 2', () => [...document.querySelectorAll('#host1 .clients .cid')].map((e) => e.textContent).join('|')
+    === '1 · Client 1a|2 · Client 1b|3 · via Host 2');
+  await shot('master-with-slave-clients', '#group1');
+  await hostCommand(2, '/leave-session');
+  await seeFrame('#host1', 'in', `!slave-left: ${sids[2]}`);
+  const log = await logOf('#host1');
+  assert.ok(log.lastIndexOf('in disconnected: 3') < log.lastIndexOf(`in !slave-left: ${sids[2]}`) && log.includes('in disconnected: 3'),
+    'disconnected: 3 comes before !slave-left');
+  await until('host 1 lists only its own clients', () => [...document.querySelectorAll('#host1 .clients .cid')].map((e) => e.textContent).join('|')
+    === '1 · Client 1a|2 · Client 1b');
+  assert.equal(await info(1, 'links'), '—');
+});
+
 test('closing a client: the host sees disconnected', async () => {
   await page.click('#client1 .close');
   await seeFrame('#host1', 'in', 'disconnected: 1');
   await seeState('#client1', 'closed');
   assert.match(await page.textContent('#client1 .state'), /closed 1000/);
+  assert.equal(await page.textContent('#client1 .rid'), 'id —');
 });
 
-test('a dropped host socket: the library takes the session over again', async () => {
-  const secret = await page.textContent('#host1 .secret');
+test('Drop: the library takes the session over; the log never shows the secret in a URL', async () => {
   await page.click('#host1 .drop');
   await seeFrame('#host1', 'in', `session: ${sids[1]}`, 2);
-  await seeFrame('#host1', 'in', `secret: ${secret}`, 2);
+  await seeFrame('#host1', 'in', `secret: ${secrets[1]}`, 2);
   await seeState('#host1', 'open');
-  // After the second `session:`, the replay of the connected client.
+  // Everything the relay sent for the take-over is in the log once /version is answered.
+  await barrier(1);
   const log = await logOf('#host1');
   const again = log.lastIndexOf(`in session: ${sids[1]}`);
-  await page.waitForFunction(([start]) => [...document.querySelectorAll('#host1 .log .frame')].slice(start)
-    .some((e) => e.dataset.dir === 'in' && e.querySelector('.text').textContent === 'connected: 2'), [again], { timeout: WAIT_MS });
-  assert.ok(log.slice(again).every((l) => l !== 'in connected: 1'), 'closed client 1 is not replayed');
+  const replay = log.slice(again).filter((l) => /^in (dis)?connected: /.test(l));
+  assert.deepEqual(replay, ['in connected: 2'], 'only the connected client 2 is replayed');
+  for (const l of log) assert.ok(!/secret=(?!\*\*\*)/.test(l), `no secret in a logged URL: ${l}`);
+  assert.ok(log.some((l) => l.includes('secret=***')), 'the take-over URL is logged with the secret hidden');
 
   await clientSend(2, 'after the take-over');
   await seeFrame('#host1', 'in', '2: after the take-over');
   await hostCommand(1, '2: still here');
   await seeFrame('#client2', 'in', 'still here');
+});
+
+test('join chips offer only other live sessions; a host taken over elsewhere ends with empty lists', async () => {
+  sids[3] = await startHost(3);
+  await until('host 2 offers Host 1 and Host 3', () => [...document.querySelectorAll('#host2 .chip')].map((e) => e.textContent)
+    .filter((t) => t.startsWith('join')).join('|') === 'join Host 1|join Host 3');
+  // Host 3 is closed and started again as a take-over of Host 1's session.
+  await page.click('#host3 .close');
+  await seeState('#host3', 'closed');
+  await page.fill('#host3 .opt-id', sids[1]);
+  await page.fill('#host3 .opt-secret', secrets[1]);
+  await page.click('#host3 .start');
+  await seeState('#host3', 'open');
+  await seeFrame('#host3', 'in', `session: ${sids[1]}`);
+  await seeState('#host1', 'closed');
+  assert.match(await page.textContent('#host1 .state'), /closed 4001 taken over/);
+  assert.equal(await info(1, 'clients'), '—');
+  assert.equal(await info(1, 'links'), '—');
+  await until('client 1b now names Host 3 as its host', () => document.querySelector('#client2 .rid').textContent === 'id 2 at Host 3');
+  const chips = async (n) => page.$$eval(`#host${n} .chip`, (els) => els.filter((e) => e.textContent.startsWith('join'))
+    .map((e) => `${e.textContent} ${e.dataset.command}`));
+  assert.deepEqual(await chips(3), [`join Host 2 /join-session id=${sids[2]}`], 'Host 3 is not offered its own session');
+  assert.deepEqual(await chips(2), [`join Host 3 /join-session id=${sids[1]}`], 'the ended panel is not offered');
+  for (const l of await logOf('#host3')) assert.ok(!/secret=(?!\*\*\*)/.test(l), `no secret in a logged URL: ${l}`);
+  await shot('taken-over', '#test');
+});
+
+test('Close empties the panel\'s clients and links, and the session leaves the join chips', async () => {
+  // Host 3 now holds Host 1's session (and its client 2); link it as master of Host 2.
+  await hostCommand(2, '/leave-session');
+  await barrier(2);
+  await hostCommand(3, '/join-session master');
+  await hostCommand(2, `/join-session id=${sids[1]}`);
+  await until('host 3 is master of Host 2', () => document.querySelector('#host3 .links').textContent === 'master of Host 2');
+  assert.match(await info(3, 'clients'), /^2 · Client 1b/);
+  await page.click('#host3 .close');
+  await seeState('#host3', 'closed');
+  assert.equal(await info(3, 'clients'), '—');
+  assert.equal(await info(3, 'links'), '—');
+  await until('host 2 no longer offers the closed session', () => ![...document.querySelectorAll('#host2 .chip')].some((e) => e.textContent.startsWith('join')));
+  await shot('after-close', '#group3');
+});
+
+/**
+ * A scripted stand-in for the relay's WebSocket, installed in a second page:
+ * it speaks the protocol's slave-client feed (PROTOCOL.md section 4) so the
+ * page's handling of it is tested whatever the relay under test does.
+ */
+function fakeRelayFeed() {
+  const hostsBySid = new Map();
+  let nextSid = 1;
+  class FakeSocket extends EventTarget {
+    constructor(url) {
+      super();
+      this.url = url;
+      this.readyState = 0;
+      const u = new URL(url);
+      const m = /^\/session\/(.+)$/.exec(u.pathname);
+      setTimeout(() => {
+        this.readyState = 1;
+        this.onopen?.({});
+        if (m) {
+          const h = hostsBySid.get(m[1]);
+          this.host = h;
+          this.id = h.clients.length + 1;
+          h.clients.push(this);
+          h.tell(`connected: ${this.id}`);
+          if (h.master) h.master.tell(`connected: ${h.offset + this.id}`);
+        } else {
+          this.sid = `S${nextSid++}`;
+          this.clients = [];
+          this.slaves = [];
+          hostsBySid.set(this.sid, this);
+          this.tell(`session: ${this.sid}`);
+          this.tell(`secret: ${'f'.repeat(64)}`);
+        }
+      }, 0);
+    }
+    tell(text) { setTimeout(() => this.onmessage?.({ data: text }), 0); }
+    send(text) {
+      const join = /^\/join-session id=(.+)$/.exec(text);
+      if (join) {
+        const master = hostsBySid.get(join[1]);
+        this.master = master;
+        this.offset = master.clients.length + master.slaves.reduce((n, s) => n + s.clients.length, 0);
+        master.slaves.push(this);
+        master.tell(`!added-slave: ${this.sid}`);
+        for (const c of this.clients) master.tell(`connected: ${this.offset + c.id}`);
+        this.tell(`!set-master: ${master.sid}`);
+      } else if (text === '/leave-session' && this.master) {
+        for (const c of this.clients) this.master.tell(`disconnected: ${this.offset + c.id}`);
+        this.master.tell(`!slave-left: ${this.sid}`);
+        this.master.slaves = this.master.slaves.filter((s) => s !== this);
+        this.master = null;
+      }
+    }
+    close() { this.readyState = 3; }
+  }
+  window.WebSocket = FakeSocket;
+}
+
+test('the master lists its slave\'s clients from the connected:/disconnected: feed (scripted relay feed)', async () => {
+  const fake = await page.context().newPage();
+  fake.on('pageerror', (err) => consoleErrors.push(`pageerror (fake feed page): ${err.message}`));
+  await fake.addInitScript(fakeRelayFeed);
+  await fake.goto(relay.url + '/');
+  const names = (n) => fake.$$eval(`#host${n} .clients .cid`, (els) => els.map((e) => e.textContent).join('|'));
+  const wait = (fn, arg) => fake.waitForFunction(fn, arg, { timeout: WAIT_MS });
+  await fake.click('#host1 .start');
+  await wait(() => document.querySelector('#host1 .sid').dataset.sid === 'S1');
+  for (const c of [1, 2]) await fake.click(`#client${c} .connect`);
+  await fake.click('#host2 .start');
+  await wait(() => document.querySelector('#host2 .sid').dataset.sid === 'S2');
+  await fake.click('#client3 .connect');
+  await wait(() => document.querySelector('#host2 .clients').textContent.includes('1 · Client 2a'));
+  await wait(() => document.querySelectorAll('#host1 .clients .cid').length === 2);
+  await fake.fill('#host2 .cmd', '/join-session id=S1');
+  await fake.press('#host2 .cmd', 'Enter');
+  await wait(() => document.querySelectorAll('#host1 .clients .cid').length === 3);
+  assert.equal(await names(1), '1 · Client 1a|2 · Client 1b|3 · via Host 2');
+  assert.equal(await fake.textContent('#host1 .links'), 'master of Host 2');
+  mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
+  await fake.addStyleTag({ content: '.site-header { position: static !important; }' });
+  await fake.locator('#group1').screenshot({ path: path.join(path.dirname(SCREENSHOT), 'master-slave-feed.png') });
+  await fake.fill('#host2 .cmd', '/leave-session');
+  await fake.press('#host2 .cmd', 'Enter');
+  await wait(() => document.querySelector('#host1 .links').textContent === '—');
+  assert.equal(await names(1), '1 · Client 1a|2 · Client 1b');
+  assert.equal(await fake.textContent('#host2 .links'), '—');
+  await fake.close();
 });
 
 test('screenshot, and no console errors', async () => {
@@ -192,5 +446,6 @@ test('screenshot, and no console errors', async () => {
   mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
   await page.screenshot({ path: SCREENSHOT, fullPage: true });
   console.log(`screenshot: ${SCREENSHOT}`);
+  await shot('test-area', '#test');
   assert.deepEqual(consoleErrors, []);
 });
