@@ -5,13 +5,14 @@
 // (relay, peer, bare, relay, peer, bare, …). Then the relay alone: the
 // Matchmaker's capacity and the idle cost of keep-alive. Writes
 // bench/results.md. Settings: environment variables BENCH_* below.
-import { fork, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem, hostname } from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { ROOT, WRANGLER, relaySnapshot, startWorker, wranglerEnv } from './lib/worker.js';
 import { cpuMeter, fdLimit, openFds, rssKiB } from './lib/proc.js';
+import { Loadgen } from './lib/driver.js';
 
 const env = (name, dflt) => (process.env[name] ? Number(process.env[name]) : dflt);
 const CFG = {
@@ -54,42 +55,6 @@ const want = (name) => !process.env.BENCH_SCENARIOS || process.env.BENCH_SCENARI
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.error('[bench]', ...a);
-
-/** A forked load generator process, driven by request/answer over IPC. */
-class Loadgen {
-  constructor(name) {
-    this.name = name;
-    this.child = fork(path.join(ROOT, 'bench/loadgen.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.pid = this.child.pid;
-    this.pending = new Map();
-    this.seq = 0;
-    this.child.on('message', ({ id, result, error }) => {
-      const p = this.pending.get(id);
-      this.pending.delete(id);
-      if (error) p?.reject(new Error(`${this.name}: ${error}`)); else p?.resolve(result);
-    });
-    this.child.on('exit', (code) => {
-      for (const p of this.pending.values()) p.reject(new Error(`${this.name} exited (${code})`));
-      this.pending.clear();
-    });
-  }
-  call(cmd, args) {
-    const id = ++this.seq;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.child.send({ id, cmd, args });
-    });
-  }
-  async stop() {
-    if (this.child.exitCode !== null) return;
-    const exited = new Promise((r) => this.child.once('exit', r));
-    try { await Promise.race([this.call('closeAll'), sleep(5000)]); } catch {}
-    this.child.disconnect();
-    const t = setTimeout(() => this.child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(t);
-  }
-}
 
 function rss(w) {
   return rssKiB(w.runtimePid) + (w.proxyPid ? rssKiB(w.proxyPid) : 0);
