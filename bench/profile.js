@@ -16,7 +16,9 @@
 //
 // Settings: PROFILE_SECONDS (throughput window, 8), PROFILE_SESSIONS (200),
 // PROFILE_INTERVAL_US (sampling interval, 200), PROFILE_TOP (25),
-// PROFILE_MD (also write the printed lists to this Markdown file).
+// PROFILE_MD (also write the printed lists to this Markdown file),
+// PROFILE_WORKER=relay|peer|bare (default relay: the same profiles of the
+// PartyServer peer or the bare JS floor, to compare time per frame).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import WebSocket from 'ws';
@@ -141,8 +143,9 @@ async function snippets(client, keys, frames) {
   return out;
 }
 
-async function table(client, title, prof, extra, wallMs) {
+async function table(client, title, prof, extra, wallMs, units) {
   const s = selfTimes(prof);
+  const per = units ? ` = **${(s.busy / units.n).toFixed(1)} µs per ${units.what}** in the isolate` : '';
   const top = s.rows.slice(0, TOP);
   const snip = await snippets(client, [...top.map((r) => r.key), ...top.map((r) => r.caller).filter(Boolean)], s.frames);
   const short = (name, n = 100) => (name.length > n ? `${name.slice(0, n - 1)}…` : name);
@@ -155,7 +158,7 @@ async function table(client, title, prof, extra, wallMs) {
   const lines = [
     `### ${title}`,
     '',
-    `${extra} Inside the isolate (JS + wasm + runtime API) ${(s.busy / 1000).toFixed(0)} ms of ${(wallMs / 1000).toFixed(1)} s wall`,
+    `${extra} Inside the isolate (JS + wasm + runtime API) ${(s.busy / 1000).toFixed(0)} ms of ${(wallMs / 1000).toFixed(1)} s wall${per}`,
     `(${s.samples} samples every ${INTERVAL_US} µs); the rest ("(idle)" to V8) is workerd outside the isolate (sockets, WebSocket framing, I/O) or waiting.`,
     `Busy time by kind: ${Object.entries(s.byKind).sort((a, b) => b[1] - a[1]).map(([k, us]) => `${k} ${((100 * us) / s.busy).toFixed(1)}%`).join(', ')}.`,
     '',
@@ -194,7 +197,8 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 
 async function main() {
   mkdirSync(OUT, { recursive: true });
-  const snapshot = relaySnapshot();
+  const which = process.env.PROFILE_WORKER ?? 'relay';
+  const snapshot = which === 'relay' ? relaySnapshot() : { config: path.join(ROOT, `bench/${which}/wrangler.toml`), remove() {} };
   const vars = { RATE_LIMIT_PER_SECOND: '1000000000', RATE_LIMIT_BURST: '1000000000' };
   const gens = [];
   let client;
@@ -217,11 +221,12 @@ async function main() {
     const warmupMs = 1500;
     const run = clientGen.call('throughput', { warmupMs, durationMs: SECONDS * 1000 + 1000, window: 16, size: 32 });
     await sleep(warmupMs + 200);
-    const a = await profiled(client, 'throughput', async () => { await sleep(SECONDS * 1000); });
+    const a = await profiled(client, `throughput${which === 'relay' ? '' : `-${which}`}`, async () => { await sleep(SECONDS * 1000); });
     const t = await run;
     const rps = t.answered / t.seconds;
+    const frames = 2 * rps * (a.wallMs / 1000);
     pending.push(['(a) Throughput: 1 echo host, 8 clients × 16 in flight',
-      a.profile, `${Math.round(rps)} round trips/s while profiled (${Math.round(2 * rps)} frames relayed/s; profiling slows it).`, a.wallMs]);
+      a.profile, `${Math.round(rps)} round trips/s while profiled (${Math.round(2 * rps)} frames relayed/s; profiling slows it).`, a.wallMs, { n: frames, what: 'relayed frame' }]);
     await Promise.all([hostGen.stop(), clientGen.stop()]);
     gens.length = 0;
 
@@ -229,24 +234,24 @@ async function main() {
     const g1 = new Loadgen('loadgen-1');
     const g2 = new Loadgen('loadgen-2');
     gens.push(g1, g2);
-    const b = await profiled(client, 'connect', async () => {
+    const b = await profiled(client, `connect${which === 'relay' ? '' : `-${which}`}`, async () => {
       const half = Math.ceil(SESSIONS / 2);
       const res = await Promise.all([g1, g2].map((g, i) => g.call('sessions', { base: w.ws, count: i ? SESSIONS - half : half, clients: 5, concurrency: 16 })));
       return { ok: res.reduce((x, r) => x + r.ok, 0), seconds: Math.max(...res.map((r) => r.seconds)) };
     });
     pending.push([`(b) Connects: ${SESSIONS} sessions × (1 host + 5 clients), 2 × 16 set up at a time`,
-      b.profile, `${b.info.ok}/${SESSIONS} sessions in ${b.info.seconds.toFixed(1)} s (${Math.round((b.info.ok * 6) / b.info.seconds)} sockets/s while profiled).`, b.wallMs]);
+      b.profile, `${b.info.ok}/${SESSIONS} sessions in ${b.info.seconds.toFixed(1)} s (${Math.round((b.info.ok * 6) / b.info.seconds)} sockets/s while profiled).`, b.wallMs, { n: b.info.ok * 6, what: 'socket connected' }]);
     // Sources of the minified JS, to label its functions (after profiling:
     // the debugger is not on while measuring).
     await client.send('Debugger.enable');
-    for (const [title, prof, extra, wallMs] of pending) sections.push(await table(client, title, prof, extra, wallMs));
+    for (const [title, prof, extra, wallMs, units] of pending) sections.push(await table(client, title, prof, extra, wallMs, units));
   } finally {
     client?.close();
     await Promise.all(gens.map((g) => g.stop()));
     await current?.stop();
     snapshot.remove();
   }
-  const md = `Profiles of build/ taken by \`npm run profile\` on ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} (self time per function; "% of busy" is of all samples but "(idle)"; kind: wasm = the relay's Rust (names from the wasm name section), js = the bundled build/index.js (wasm-bindgen glue and the worker shim, minified: shown with the first characters of its source), runtime API = functions of workerd/V8 called from JS (e.g. \`exec\` is SQL, \`getWebSockets\`, \`send\`), runtime = "(program)" (native work not attributed to a JS frame) and "(garbage collector)").\n\n${sections.join('\n')}`;
+  const md = `${which === 'relay' ? '' : `**Worker: bench/${which}/** (not the relay).\n\n`}Profiles of build/ taken by \`npm run profile\` on ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} (self time per function; "% of busy" is of all samples but "(idle)"; kind: wasm = the relay's Rust (names from the wasm name section), js = the bundled build/index.js (wasm-bindgen glue and the worker shim, minified: shown with the first characters of its source), runtime API = functions of workerd/V8 called from JS (e.g. \`exec\` is SQL, \`getWebSockets\`, \`send\`), runtime = "(program)" (native work not attributed to a JS frame) and "(garbage collector)").\n\n${sections.join('\n')}`;
   console.log(md);
   if (process.env.PROFILE_MD) writeFileSync(path.resolve(ROOT, process.env.PROFILE_MD), md);
 }
