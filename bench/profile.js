@@ -105,7 +105,25 @@ export function selfTimes(profile) {
     }
     fns.set(key, e);
   }
+  // Inclusive time (self + callees) of the relay's and the worker crate's
+  // functions, counted once per stack even when recursive.
+  const incl = new Map();
+  const walk = (node, seen) => {
+    const key = keyOf(node.callFrame);
+    let sum = self.get(node.id) ?? 0;
+    const mine = /\|(askutron_relay|worker)::/.test(key) && !seen.has(key);
+    if (mine) seen.add(key);
+    for (const c of node.children ?? []) sum += walk(byId.get(c), seen);
+    if (mine) {
+      seen.delete(key);
+      incl.set(key, (incl.get(key) ?? 0) + sum);
+    }
+    return sum;
+  };
+  const root = profile.nodes.find((n) => !parent.has(n.id));
+  if (root) walk(root, new Set());
   const busy = total - idle;
+  const inclusive = [...incl].map(([key, us]) => ({ key, us, share: us / busy })).sort((x, y) => y.us - x.us);
   const rows = [...fns].map(([key, e]) => {
     const [kind, name] = key.split(/\|(.*)/s);
     const caller = [...e.callers].sort((x, y) => y[1] - x[1])[0];
@@ -113,7 +131,7 @@ export function selfTimes(profile) {
   }).sort((x, y) => y.us - x.us);
   const byKind = {};
   for (const r of rows) byKind[r.kind] = (byKind[r.kind] ?? 0) + r.us;
-  return { rows, busy, idle, total, byKind, samples: samples.length, frames };
+  return { rows, busy, idle, total, byKind, samples: samples.length, frames, inclusive };
 }
 
 /** The first characters of the source at a JS frame, so a minified function can be recognised. */
@@ -167,6 +185,11 @@ async function table(client, title, prof, extra, wallMs, units) {
     ...top.map((r, i) => `| ${i + 1} | ${(r.us / 1000).toFixed(1)} | ${(100 * r.share).toFixed(1)}% | ${r.kind} | ${label(r.key)} | ${r.caller ? `${label(r.caller)} (${Math.round(100 * r.callerShare)}%)` : ''} |`),
     '',
   ];
+  if (s.inclusive.length) {
+    lines.push('Inclusive time (self + everything called, JS and runtime API included) of the top Rust functions of the relay and the worker crate:', '',
+      '| # | incl. ms | % of busy | function |', '|---|---|---|---|',
+      ...s.inclusive.slice(0, 15).map((r, i) => `| ${i + 1} | ${(r.us / 1000).toFixed(1)} | ${(100 * r.share).toFixed(1)}% | ${code(short(r.key.split(/\|(.*)/s)[1], 120))} |`), '');
+  }
   return lines.join('\n');
 }
 

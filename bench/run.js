@@ -450,8 +450,8 @@ function threeWay(res, b) {
 }
 
 function limitOf(c, scen) {
-  return c.loadgenMax >= 80 ? '**load generator**' : c.workerdThread >= 75 ? 'workerd' : c.machine >= 185 ? 'machine full'
-    : scen === 'latency' ? 'nothing (fixed offered rate)' : 'not clear';
+  return c.loadgenMax >= 80 ? '**load generator**' : c.workerdThread >= 75 ? 'workerd'
+    : scen === 'latency' ? 'nothing (fixed offered rate)' : c.machine >= 185 ? 'machine full (other processes)' : 'not clear';
 }
 
 function report(v, res, b, extra, wallSeconds) {
@@ -475,11 +475,13 @@ function report(v, res, b, extra, wallSeconds) {
     });
   }
   const verdicts = [];
+  const why = (c) => (c.loadgenMax >= 80 ? 'load generator'
+    : c.workerdThread >= 75 ? 'workerd'
+      : c.machine >= 185 ? 'machine full (other processes took the cores: a noisy round)' : 'not clear');
   for (const impl of IMPLS) {
     const cs = (res[impl.key] ?? []).map((r) => r.throughput?.cpu).filter(Boolean);
     if (!cs.length) continue;
-    const sat = cs.filter((c) => c.workerdThread >= 75 && c.loadgenMax < 80).length;
-    verdicts.push(`${impl.name}: workerd's busiest thread ${cs.map((c) => pct(c.workerdThread)).join(' · ')}, busiest load-generator process ${cs.map((c) => pct(c.loadgenMax)).join(' · ')}, machine ${cs.map((c) => pct(c.machine)).join(' · ')} → ${sat === cs.length ? '**workerd** was the bottleneck' : 'not conclusive in every round'}`);
+    verdicts.push(`${impl.name}: ${cs.map((c, i) => `round ${i + 1}: workerd's busiest thread ${pct(c.workerdThread)}, busiest load-generator process ${pct(c.loadgenMax)}, machine ${pct(c.machine)} → **${why(c)}**`).join('; ')}`);
   }
   const cap = Object.values(res).flat().map((r) => r.many?.capped).find(Boolean);
   const manyNote = cap
@@ -535,6 +537,9 @@ ${mmText}
 Both figures come from one \`wrangler dev\` on this machine, where the Matchmaker shares workerd's one
 busy thread with every Session object taking part (their alarms, calls and sockets), so they are lower
 bounds for the Matchmaker alone; Cloudflare soft-limits one Durable Object near 1,000 requests/s.
+${mm && !mm.error ? [['/stats reports', mm.stats.cpu], ['searches', mm.search.cpu]].map(([what, c]) => (c.workerdThread >= 75
+    ? `During the ${what} workerd's thread was saturated (${pct(c.workerdThread)}): that figure is what one core absorbs.`
+    : `During the ${what} workerd's thread was **not** saturated (${pct(c.workerdThread)}): the figure is limited by how fast the burst arrives (the sessions' own close events, alarms and calls), not by the Matchmaker, so it is a lower bound; a larger burst (BENCH_MM_${what === 'searches' ? 'HOSTS' : 'STATS_SESSIONS'}) gets closer.`)).join(' ') : ''}
 
 ## Idle cost of keep-alive (relay only)
 
@@ -594,7 +599,7 @@ BENCH_IDLE_MS, BENCH_MANY_IDLE_MS, BENCH_WINDOW, BENCH_MM_HOSTS, BENCH_MM_STATS_
 BENCH_KA_PERIOD, BENCH_KA_PERIODS, BENCH_KA_PLAIN_MS; BENCH_ONLY=relay,peer,bare a subset of workers;
 BENCH_SCENARIOS=throughput,idle,many,matchmaker,keepalive a subset of scenarios; BENCH_FD_CAP=0 tries the
 full session count past workerd's open-file limit; BENCH_LOCAL_OBSERVABILITY=1 keeps wrangler's trace
-collector on; BENCH_SMOKE=1 marks the results as a smoke run.
+collector on; BENCH_SMOKE=1 marks the results as a smoke run; BENCH_RESULTS=<file> writes there instead of bench/results.md.
 
 <details><summary>Raw figures (JSON)</summary>
 
@@ -696,9 +701,10 @@ async function main() {
   }
   snapshot.remove();
   const md = report(v, res, b, extra, (performance.now() - t0) / 1000);
-  writeFileSync(path.join(ROOT, 'bench/results.md'), md);
+  const out = path.resolve(ROOT, process.env.BENCH_RESULTS ?? 'bench/results.md');
+  writeFileSync(out, md);
   console.log(md.slice(0, md.indexOf('## Every run')));
-  log(`wrote bench/results.md in ${Math.round((performance.now() - t0) / 1000)} s`);
+  log(`wrote ${path.relative(ROOT, out)} in ${Math.round((performance.now() - t0) / 1000)} s`);
   if (failed) process.exitCode = 1;
 }
 
