@@ -29,22 +29,24 @@ function opened(ws) {
   });
 }
 
-/** Sessions this process holds: { sid, host, hostFrames, connected, clients: [ws] }. */
+/** Sessions this process holds: { sid, group, host, hostFrames, connected, clients: [ws] }. */
 const sessions = [];
 let closes = 0; // sockets closed by the far end while held
 let lastClose = '';
 
-function onUnexpectedClose(what) {
+function onUnexpectedClose(what, ws) {
   return (code, reason) => {
-    if (!closing) { closes++; lastClose = `${what} closed ${code} ${reason}`; }
+    if (!closing && !ws.dropped) { closes++; lastClose = `${what} closed ${code} ${reason}`; }
   };
 }
 let closing = false;
+/** When each keep-alive text arrived (hosts and clients of sessions made with `keepAlive`). */
+const keepAliveFrames = [];
 
 /** Connects an echo host; resolves once `session:` and `secret:` arrived. */
-async function connectHost(base) {
-  const ws = new WebSocket(`${base}/session?reconnect=false`, WS_OPTIONS);
-  const s = { sid: null, host: ws, connected: 0, clients: [], connectedWaiter: null, hostFrames: 0 };
+async function connectHost(base, query = '') {
+  const ws = new WebSocket(`${base}/session?reconnect=false${query}`, WS_OPTIONS);
+  const s = { sid: null, group: null, host: ws, connected: 0, clients: [], connectedWaiter: null, hostFrames: 0, onLine: null };
   let resolveReady;
   const ready = new Promise((r) => { resolveReady = r; });
   ws.on('message', (data) => {
@@ -55,6 +57,7 @@ async function connectHost(base) {
       return;
     }
     if (f.startsWith('secret: ')) { resolveReady(); return; }
+    if (s.onLine?.(f)) return;
     if (f.startsWith('connected: ')) {
       s.connected++;
       if (s.connectedWaiter && s.connected >= s.connectedWaiter.n) { s.connectedWaiter.resolve(); s.connectedWaiter = null; }
@@ -67,7 +70,7 @@ async function connectHost(base) {
   });
   await opened(ws);
   ws.on('error', () => {});
-  ws.on('close', onUnexpectedClose('host'));
+  ws.on('close', onUnexpectedClose('host', ws));
   await ready;
   return s;
 }
@@ -78,19 +81,27 @@ function waitConnected(s, n) {
 }
 
 /** A client socket; `onFrame` is swapped per scenario. */
-async function connectClient(base, sid) {
-  const ws = new WebSocket(`${base}/session/${sid}`, WS_OPTIONS);
+async function connectClient(base, sid, query = '') {
+  const ws = new WebSocket(`${base}/session/${sid}${query}`, WS_OPTIONS);
   ws.onFrame = null;
-  ws.on('message', (data) => ws.onFrame?.(data.toString()));
+  ws.keepAlive = null;
+  ws.on('message', (data) => {
+    const f = data.toString();
+    if (ws.keepAlive !== null && f === ws.keepAlive) { keepAliveFrames.push(performance.now()); return; }
+    ws.onFrame?.(f);
+  });
   await opened(ws);
   ws.on('error', () => {});
-  ws.on('close', onUnexpectedClose('client'));
+  ws.on('close', onUnexpectedClose('client', ws));
   return ws;
 }
 
-async function setupSession(base, nClients) {
-  const s = await connectHost(base);
-  s.clients = await Promise.all(Array.from({ length: nClients }, () => connectClient(base, s.sid)));
+async function setupSession(base, nClients, keepAlive) {
+  const ka = keepAlive ? `keepAlive=${encodeURIComponent(keepAlive)}` : '';
+  const s = await connectHost(base, ka && `&${ka}`);
+  if (keepAlive) s.onLine = (f) => f === keepAlive && keepAliveFrames.push(performance.now());
+  s.clients = await Promise.all(Array.from({ length: nClients }, () => connectClient(base, s.sid, ka && `?${ka}`)));
+  for (const c of s.clients) c.keepAlive = keepAlive ?? null;
   await waitConnected(s, nClients);
   return s;
 }
@@ -199,7 +210,7 @@ const commands = {
    * most `concurrency` being set up at a time. Stops early at the first
    * `maxErrors` failures.
    */
-  async sessions({ base, count, clients, concurrency, maxErrors = 20 }) {
+  async sessions({ base, count, clients, concurrency, maxErrors = 20, group = null, keepAlive = null }) {
     const errors = [];
     let next = 0;
     let ok = 0;
@@ -210,7 +221,9 @@ const commands = {
         next++;
         const t = performance.now();
         try {
-          sessions.push(await withTimeout(setupSession(base, clients), STEP_MS, 'session setup'));
+          const s = await withTimeout(setupSession(base, clients, keepAlive), STEP_MS, 'session setup');
+          s.group = group;
+          sessions.push(s);
           ok++;
           setupMs.push(performance.now() - t);
         } catch (e) {
@@ -230,8 +243,9 @@ const commands = {
    * One message per held session: its first client sends, the host echoes,
    * the client must get it back. Returns how many made it and their latency.
    */
-  async relayCheck({ concurrency = 200, timeoutMs = 20_000 }) {
-    const held = sessions.filter((s) => s.host && s.clients.length);
+  async relayCheck({ concurrency = 200, timeoutMs = 20_000, group, only }) {
+    let held = sessions.filter((s) => s.host && s.clients.length && (group === undefined || s.group === group));
+    if (only !== undefined) held = only.map((i) => held[i]);
     const times = [];
     let failed = 0;
     let next = 0;
@@ -257,6 +271,84 @@ const commands = {
       sessions: held.length, ok: times.length, failed,
       p50: times[Math.floor(times.length / 2)], max: times[times.length - 1],
     };
+  },
+
+  /**
+   * Matchmaking storm: every host of `group` sends `line` (`/join-session`)
+   * at once; waits until each is linked (`!set-master:` or `!added-slave:`)
+   * or `timeoutMs` passes. Times are from the first send.
+   */
+  async search({ group, line = '/join-session', timeoutMs = 60_000 }) {
+    const held = sessions.filter((s) => s.group === group);
+    const linkedAt = [];
+    let masters = 0;
+    let slaves = 0;
+    const other = new Map();
+    let done;
+    const all = new Promise((r) => { done = r; });
+    let t0;
+    for (const s of held) {
+      let linked = false;
+      s.onLine = (f) => {
+        if (f.startsWith('!set-master: ') || f.startsWith('!added-slave: ')) {
+          if (f[1] === 's') slaves++; else masters++;
+          if (!linked) { linked = true; linkedAt.push(performance.now() - t0); if (linkedAt.length === held.length) done(); }
+          return true;
+        }
+        if (f.startsWith('connected: ') || f.startsWith('disconnected: ')) return false;
+        const k = f.replace(/[0-9a-f-]{36}/g, '<sid>').slice(0, 60);
+        other.set(k, (other.get(k) ?? 0) + 1);
+        return true;
+      };
+    }
+    t0 = performance.now();
+    for (const s of held) s.host.send(line);
+    await withTimeout(all, timeoutMs, 'search links').catch(() => {});
+    for (const s of held) s.onLine = null;
+    linkedAt.sort((a, b) => a - b);
+    return {
+      hosts: held.length, linked: linkedAt.length, masterLines: masters, slaveLines: slaves,
+      seconds: (linkedAt[linkedAt.length - 1] ?? 0) / 1000, p50: linkedAt[Math.floor(linkedAt.length / 2)],
+      other: Object.fromEntries(other),
+    };
+  },
+
+  /** Closes every client socket of `group` at once (this side). */
+  async dropClients({ group }) {
+    let n = 0;
+    for (const s of sessions) {
+      if (s.group !== group) continue;
+      for (const c of s.clients) { c.dropped = true; c.terminate(); n++; }
+      s.clients = [];
+    }
+    return { dropped: n };
+  },
+
+  /**
+   * `/stats` from the first host of `group`, again and again, until
+   * `numClientsOnline` equals `until`. Returns when that happened (ms after the
+   * call) and how many polls it took.
+   */
+  async statsUntil({ group, until, timeoutMs = 60_000, intervalMs = 20 }) {
+    const s = sessions.find((x) => x.group === group);
+    const t0 = performance.now();
+    let polls = 0;
+    let last = null;
+    while (performance.now() - t0 < timeoutMs) {
+      const got = new Promise((resolve) => { s.onLine = (f) => { if (f.startsWith('!stats ')) { resolve(JSON.parse(f.slice(7))); return true; } return false; }; });
+      s.host.send('/stats');
+      last = await withTimeout(got, 10_000, '/stats answer');
+      polls++;
+      if (last.numClientsOnline === until) { s.onLine = null; return { ms: performance.now() - t0, polls, stats: last }; }
+      await sleep(intervalMs);
+    }
+    s.onLine = null;
+    throw new Error(`/stats never showed ${until} clients (last: ${JSON.stringify(last)})`);
+  },
+
+  /** Keep-alive texts received so far, and when (ms on this process's clock). */
+  async keepAlives() {
+    return { count: keepAliveFrames.length, now: performance.now(), at: keepAliveFrames.slice() };
   },
 
   /** Sockets held, and how many the far end closed meanwhile. */

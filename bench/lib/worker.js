@@ -76,7 +76,7 @@ export async function startWorker({ config = 'wrangler.toml', vars = {} } = {}) 
   for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`);
   const child = spawn(WRANGLER, args, { cwd: ROOT, env: wranglerEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const w = {
-    child, port, persistTo, output: '',
+    child, port, inspectorPort, persistTo, output: '',
     /** How often wrangler's output has matched `pattern` so far. */
     count(pattern) {
       return (w.output.match(new RegExp(pattern.source, 'g')) || []).length;
