@@ -42,6 +42,14 @@ pub struct SessionRecord {
     /// themselves, without the relay's `<n>: ` prefixes).
     #[serde(default)]
     pub queued_bytes: usize,
+    /// Set once the session was used: its host sent a frame, a client joined,
+    /// or a host took over. A session whose first host socket died before
+    /// that (an upgrade refused after the object accepted it, e.g. a non-GET
+    /// request that a proxy turned into a GET) may be claimed again by a new
+    /// host with the same id instead of answering 409 for the whole reconnect
+    /// window. Records of format 1 were all in use.
+    #[serde(default = "yes")]
+    pub used: bool,
     /// Lines in the queue (an empty message is a line of no counted bytes).
     #[serde(default)]
     pub queued_lines: usize,
@@ -77,6 +85,7 @@ impl SessionRecord {
             host_away_until: None,
             reserved: BTreeMap::new(),
             queued_bytes: 0,
+            used: false,
             queued_lines: 0,
             next_socket_token: 0,
             group: Group::default(),

@@ -586,3 +586,21 @@ fn a_full_matchmaker_refuses_with_invalid_and_unfreezes() {
     let (_, id) = join(&mut bus, &b, "");
     assert_eq!(id, 1);
 }
+
+#[test]
+fn a_session_whose_host_vanished_before_using_it_can_be_claimed_again() {
+    let mut bus = bus();
+    // An upgrade the object accepted but a proxy refused: the socket dies at once.
+    let ghost = bus.host("id=claimed").unwrap();
+    bus.close(&ghost, 1006);
+    let (h, _) = host(&mut bus, "id=claimed");
+    assert!(bus.is_open(&h));
+    // A session that was used keeps its id for the reconnect window.
+    bus.send(&h, "/version");
+    bus.close(&h, 1006);
+    assert_eq!(bus.host("id=claimed"), Err((409, "Session already exists".into())));
+    let (h2, _) = host(&mut bus, "id=busy");
+    let _ = join(&mut bus, &h2, "");
+    bus.close(&h2, 1006);
+    assert_eq!(bus.host("id=busy"), Err((409, "Session already exists".into())));
+}

@@ -233,6 +233,7 @@ type Out<'a> = Vec<Effect<'a>>;
 pub enum EndReason {
     HostLeftWithoutReconnect,
     ReconnectWindowExpired,
+    NeverUsed,
 }
 
 impl EndReason {
@@ -240,6 +241,7 @@ impl EndReason {
         match self {
             EndReason::HostLeftWithoutReconnect => "host left (reconnect=false)",
             EndReason::ReconnectWindowExpired => "reconnect window expired",
+            EndReason::NeverUsed => "host gone before using it; id claimed again",
         }
     }
 }
@@ -454,6 +456,11 @@ impl SessionCore {
             return refuse_http(out, 400, &ParamError::SessionId { in_path: false }.to_string());
         };
         self.live_record(now, out);
+        let abandoned = self.host.is_none() && self.record.as_ref().is_some_and(|r| !r.used);
+        if abandoned && params.secret.is_none() {
+            // Nobody ever used it and its host is gone: the id is free.
+            self.end_session(EndReason::NeverUsed, out);
+        }
         let admission = match admit_host(self.record.as_ref(), params.secret.as_deref()) {
             Ok(a) => a,
             Err(HostRejection::AlreadyExists) => return refuse_http(out, 409, http::SESSION_EXISTS),
@@ -479,6 +486,7 @@ impl SessionCore {
         let record = self.record.as_mut().expect("admitted or created above");
         if admission == HostAdmission::TakeOver {
             record.host_generation += 1;
+            record.used = true;
         }
         record.reconnect = params.reconnect;
         record.host_away_until = None;
@@ -551,6 +559,7 @@ impl SessionCore {
             }
         }
         let record = self.record.as_mut().expect("live");
+        record.used = true;
         if let Some(uuid) = admission.reserve {
             record.reserved.insert(uuid, id);
         }
@@ -639,6 +648,10 @@ impl SessionCore {
     }
 
     fn host_frame<'a>(&mut self, socket: Token, text: &'a str, out: &mut Out<'a>) {
+        if let Some(record) = self.record.as_mut().filter(|r| !r.used) {
+            record.used = true;
+            self.persist(out);
+        }
         match parse_host_frame(text) {
             HostFrame::Invalid => Self::send(out, socket, say::INVALID),
             HostFrame::ToClient { client, message } => self.host_to_client(socket, client, message, out),

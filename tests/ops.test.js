@@ -161,10 +161,11 @@ test('a POST to /session without upgrade is refused before anything is created',
 // Worker as a GET: workerd's `fetch` between Miniflare's entry worker, the
 // assets router and this Worker opens a WebSocket (always GET, body and
 // method dropped), and only the outermost server refuses the handshake
-// (400), after the Session object has answered 101. Neither the router nor
-// the object can tell it from a host that connected and dropped at once; see
-// the README's known limits. Kept as a TODO until the Session object copes.
-test('a POST with WebSocket headers creates no session', { todo: 'the method is lost before the Worker (see comment); needs a Session object fix' }, async () => {
+// (400), after the Session object has answered 101. (On the edge the router
+// sees the method and answers 405.) The object then sees a host that
+// vanished before using its session, and such a session's id may be claimed
+// again at once, instead of answering 409 for the reconnect window.
+test('a POST with WebSocket headers leaves no session behind', async () => {
   const res = await request(relay, 'POST', '/session?id=post-upgrade', HANDSHAKE);
   assert.ok(!res.upgraded, 'a POST must not be upgraded');
   assert.ok([400, 405].includes(res.status), `status ${res.status}`);
