@@ -46,6 +46,8 @@ pub fn emit(min: Level, event: &Event) {
 /// A session's storage: its record (one row) and the queue for an absent host.
 pub struct SessionStore {
     sql: SqlStorage,
+    /// The tables exist (created at most once per incarnation).
+    tables: Cell<bool>,
 }
 
 #[derive(serde::Deserialize)]
@@ -60,7 +62,7 @@ struct QueueRow {
 
 impl SessionStore {
     pub fn new(state: &State) -> Self {
-        SessionStore { sql: state.storage().sql() }
+        SessionStore { sql: state.storage().sql(), tables: Cell::new(false) }
     }
 
     /// The stored record, if the session exists. A session that never existed
@@ -86,23 +88,25 @@ impl SessionStore {
         }
     }
 
-    pub fn write_record(&self, record: &SessionRecord) -> Result<(), String> {
+    pub fn write_record(&self, record: &SessionRecord) -> std::result::Result<(), String> {
         let sql = &self.sql;
-        sql.exec("CREATE TABLE IF NOT EXISTS relay_session (k TEXT PRIMARY KEY, v TEXT NOT NULL)", None)
-            .and_then(|_| {
-                sql.exec(
-                    "CREATE TABLE IF NOT EXISTS relay_queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)",
-                    None,
-                )
-            })
-            .and_then(|_| {
-                sql.exec(
-                    "INSERT OR REPLACE INTO relay_session (k, v) VALUES ('record', ?)",
-                    vec![SqlStorageValue::from(record.to_json())],
-                )
-            })
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        if !self.tables.get() {
+            sql.exec("CREATE TABLE IF NOT EXISTS relay_session (k TEXT PRIMARY KEY, v TEXT NOT NULL)", None)
+                .and_then(|_| {
+                    sql.exec(
+                        "CREATE TABLE IF NOT EXISTS relay_queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)",
+                        None,
+                    )
+                })
+                .map_err(|e| e.to_string())?;
+            self.tables.set(true);
+        }
+        sql.exec(
+            "INSERT OR REPLACE INTO relay_session (k, v) VALUES ('record', ?)",
+            vec![SqlStorageValue::from(record.to_json())],
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 
     pub fn enqueue(&self, line: &str) -> Result<(), String> {
@@ -126,7 +130,8 @@ impl SessionStore {
     }
 
     /// Forgets the session entirely: the id is free again.
-    pub fn erase(&self) -> Result<(), String> {
+    pub fn erase(&self) -> std::result::Result<(), String> {
+        self.tables.set(false);
         self.sql
             .exec("DROP TABLE IF EXISTS relay_queue", None)
             .and_then(|_| self.sql.exec("DROP TABLE IF EXISTS relay_session", None))
@@ -153,6 +158,11 @@ impl Outbox {
         } else {
             self.calls.borrow_mut().push_back(call);
         }
+    }
+
+    /// True when calls wait and no event is draining them yet.
+    pub fn has_calls(&self) -> bool {
+        !self.draining.get() && !self.calls.borrow().is_empty()
     }
 
     /// Claims the outbox for draining; false if another event drains it.
@@ -299,6 +309,33 @@ impl SessionIo {
             }
         }
         SessionCore::restore(settings, record, infos)
+    }
+
+    /// True when the event left calls to send or an alarm to set.
+    pub fn has_pending_work(&self) -> bool {
+        self.alarm.get().is_some() || self.outbox.has_calls()
+    }
+
+    /// Carries out one batch of effects in order. The record is written once,
+    /// where the batch's last `Persist` stands (it holds every change before
+    /// it). Returns the first storage failure, for the core.
+    pub fn execute_all(
+        &self,
+        effects: Vec<Effect<'_>>,
+        core: &RefCell<Option<SessionCore>>,
+        answer: &mut Option<Answer>,
+    ) -> Option<StorageFailure> {
+        let last_persist = effects.iter().rposition(|e| matches!(e, Effect::Persist));
+        let mut failure = None;
+        for (i, effect) in effects.into_iter().enumerate() {
+            if matches!(effect, Effect::Persist) && Some(i) != last_persist {
+                continue;
+            }
+            if let Some(f) = self.execute(effect, core, answer) {
+                failure.get_or_insert(f);
+            }
+        }
+        failure
     }
 
     pub fn execute(
