@@ -6,10 +6,14 @@
 //! are calls to other objects and the alarm, and no `RefCell` borrow is held
 //! across them.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use futures_util::future::{select, Either};
+use worker::js_sys::JsString;
+use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsCast, JsValue};
+use worker::worker_sys::web_sys;
 use worker::{
     console_error, console_log, console_warn, Delay, Env, Fetch, Request, Response, Result, SqlStorage,
     SqlStorageValue, State, WebSocket, WebSocketPair,
@@ -20,7 +24,7 @@ use crate::calls::SessionCall;
 use crate::glue::{call, is_internal, matchmaker_stub, random, session_stub, text};
 use crate::journal::{Event, Level};
 use crate::matchmaking::Search;
-use crate::protocol::{ClientParams, HostParams};
+use crate::protocol::{say, ClientParams, HostParams};
 use crate::record::{SessionRecord, SocketInfo};
 use crate::secrets;
 use crate::session_core::{Answer, CallBody, Effect, Input, OutgoingCall, Peer, SessionCore, StorageFailure, Token};
@@ -234,6 +238,45 @@ pub async fn session_input(req: &mut Request) -> std::result::Result<Input<'stat
     input.map_err(|e| text(400, &e.to_string()))
 }
 
+/// The text frame being handled: the runtime's JS string and the copy the
+/// core read. Text the core takes from the frame is sent as a slice of the JS
+/// string, so a relayed message is never copied back out of wasm memory.
+pub struct Incoming<'t> {
+    pub js: &'t JsString,
+    pub text: &'t str,
+}
+
+impl Incoming<'_> {
+    /// `part` as a JS string, if it is a suffix of the frame.
+    fn suffix(&self, part: &str) -> Option<JsString> {
+        let (start, end) = (part.as_ptr() as usize, part.as_ptr() as usize + part.len());
+        let (base, base_end) = (self.text.as_ptr() as usize, self.text.as_ptr() as usize + self.text.len());
+        if start < base || end != base_end {
+            return None;
+        }
+        // The offset in UTF-16 units: the prefix before it is short (`<n>: `).
+        let skipped = self.text[..start - base].encode_utf16().count() as u32;
+        Some(self.js.slice(skipped, self.js.length()))
+    }
+
+    fn is(&self, part: &str) -> bool {
+        part.as_ptr() == self.text.as_ptr() && part.len() == self.text.len()
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// The runtime's WebSocket, for the one call web_sys lacks.
+    type JsSocket;
+    /// `WebSocket.send` with a JS string, which web_sys only takes as `&str`.
+    #[wasm_bindgen(method, js_name = send, catch)]
+    fn send(this: &JsSocket, data: &JsString) -> std::result::Result<(), JsValue>;
+}
+
+fn send_js(ws: &web_sys::WebSocket, data: &JsString) -> std::result::Result<(), JsValue> {
+    ws.unchecked_ref::<JsSocket>().send(data)
+}
+
 // ---- the session's sockets and storage ---------------------------------------------
 
 /// Carries out a session core's effects: its sockets (by token), its
@@ -246,6 +289,8 @@ pub struct SessionIo {
     pub sockets: RefCell<HashMap<Token, WebSocket>>,
     /// The client end of the socket the current request accepted.
     pub upgrade: RefCell<Option<WebSocket>>,
+    /// `"<n>: "` as JS strings, by client id, for the relay path.
+    prefixes: RefCell<Vec<Option<JsString>>>,
     pub outbox: Outbox,
     /// The alarm the core asked for last, not yet set.
     pub alarm: Cell<Option<Option<f64>>>,
@@ -259,6 +304,7 @@ impl SessionIo {
             log_level,
             sockets: RefCell::new(HashMap::new()),
             upgrade: RefCell::new(None),
+            prefixes: RefCell::new(Vec::new()),
             outbox: Outbox::default(),
             alarm: Cell::new(None),
         }
@@ -311,6 +357,16 @@ impl SessionIo {
         SessionCore::restore(settings, record, infos)
     }
 
+    /// `"<n>: "` as a JS string.
+    fn prefix(&self, client: u32) -> JsString {
+        let mut prefixes = self.prefixes.borrow_mut();
+        let i = client as usize;
+        if prefixes.len() <= i {
+            prefixes.resize(i + 1, None);
+        }
+        prefixes[i].get_or_insert_with(|| JsString::from(format!("{client}: "))).clone()
+    }
+
     /// True when the event left calls to send or an alarm to set.
     pub fn has_pending_work(&self) -> bool {
         self.alarm.get().is_some() || self.outbox.has_calls()
@@ -322,6 +378,7 @@ impl SessionIo {
     pub fn execute_all(
         &self,
         effects: Vec<Effect<'_>>,
+        incoming: Option<&Incoming<'_>>,
         core: &RefCell<Option<SessionCore>>,
         answer: &mut Option<Answer>,
     ) -> Option<StorageFailure> {
@@ -331,7 +388,7 @@ impl SessionIo {
             if matches!(effect, Effect::Persist) && Some(i) != last_persist {
                 continue;
             }
-            if let Some(f) = self.execute(effect, core, answer) {
+            if let Some(f) = self.execute(effect, incoming, core, answer) {
                 failure.get_or_insert(f);
             }
         }
@@ -341,13 +398,31 @@ impl SessionIo {
     pub fn execute(
         &self,
         effect: Effect<'_>,
+        incoming: Option<&Incoming<'_>>,
         core: &RefCell<Option<SessionCore>>,
         answer: &mut Option<Answer>,
     ) -> Option<StorageFailure> {
         match effect {
             Effect::Send { to, text } => {
                 if let Some(ws) = self.sockets.borrow().get(&to) {
-                    let _ = ws.send_with_str(&text);
+                    let from_frame = match (&text, incoming) {
+                        (Cow::Borrowed(part), Some(incoming)) => incoming.suffix(part),
+                        _ => None,
+                    };
+                    let _ = match from_frame {
+                        Some(js) => send_js(ws.as_ref(), &js).map_err(|_| ()),
+                        None => ws.send_with_str(&text).map_err(|_| ()),
+                    };
+                }
+            }
+            Effect::SendFromClient { to, client, message } => {
+                if let Some(ws) = self.sockets.borrow().get(&to) {
+                    let _ = match incoming.filter(|i| i.is(message)) {
+                        Some(incoming) => {
+                            send_js(ws.as_ref(), &self.prefix(client).concat(incoming.js)).map_err(|_| ())
+                        }
+                        None => ws.send_with_str(say::from_client(client, message)).map_err(|_| ()),
+                    };
                 }
             }
             Effect::Accept { socket, info } => match self.accept(socket, info.as_ref()) {

@@ -195,6 +195,13 @@ pub enum Effect<'a> {
         to: Token,
         text: Cow<'a, str>,
     },
+    /// Send `<client>: <message>` (`say::from_client`): the relay path, kept
+    /// apart so an executor can build the line without copying the message.
+    SendFromClient {
+        to: Token,
+        client: u32,
+        message: &'a str,
+    },
     Close {
         to: Token,
         close: Close,
@@ -622,10 +629,10 @@ impl SessionCore {
     }
 
     fn client_frame<'a>(&mut self, now: f64, socket: Token, id: u32, text: &'a str, out: &mut Out<'a>) {
-        let line = say::from_client(id, text);
         if let Some(host) = self.host {
-            Self::send(out, host, line);
+            out.push(Effect::SendFromClient { to: host, client: id, message: text });
         } else {
+            let line = say::from_client(id, text);
             let record = self.record.as_mut().expect("a socket implies a session");
             // The bound counts what clients sent, not the relay's prefixes.
             if !queue_admits(record.queued_bytes, text.len()) {

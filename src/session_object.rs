@@ -16,7 +16,7 @@ use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsCast, JsValue};
 use worker::worker_sys::web_sys;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket};
 
-use crate::executor::{self, SessionIo};
+use crate::executor::{self, Incoming, SessionIo};
 use crate::glue::{self, now};
 use crate::protocol::MAX_FRAME_BYTES;
 use crate::session_core::{Answer, Frame, Input, SessionCore, StorageFailure, Token};
@@ -72,10 +72,14 @@ impl Session {
             Some(text) if text.length() as usize > MAX_FRAME_BYTES => {
                 inner.step(Input::Frame { socket, frame: Frame::TooBig })
             }
-            Some(text) => {
-                let text = String::from(text);
-                let frame = if text.len() > MAX_FRAME_BYTES { Frame::TooBig } else { Frame::Text(&text) };
-                inner.step(Input::Frame { socket, frame })
+            Some(js) => {
+                let text = String::from(js);
+                if text.len() > MAX_FRAME_BYTES {
+                    inner.step(Input::Frame { socket, frame: Frame::TooBig })
+                } else {
+                    let incoming = Incoming { js, text: &text };
+                    inner.step_with(Input::Frame { socket, frame: Frame::Text(&text) }, Some(&incoming))
+                }
             }
             None => inner.step(Input::Frame { socket, frame: Frame::Binary }),
         };
@@ -123,12 +127,17 @@ impl Inner {
     /// Feeds one input to the core and carries out its effects; a storage
     /// failure goes back to the core as an input of its own.
     fn step(&self, input: Input<'_>) -> Option<Answer> {
+        self.step_with(input, None)
+    }
+
+    /// `step` for a text frame, whose JS string the relayed text is cut from.
+    fn step_with(&self, input: Input<'_>, incoming: Option<&Incoming<'_>>) -> Option<Answer> {
         self.ensure_core();
         let mut answer = None;
         let mut next = Some(input);
         while let Some(input) = next.take() {
             let effects = self.core.borrow_mut().as_mut().expect("ensured").handle(now(), input);
-            next = self.io.execute_all(effects, &self.core, &mut answer).map(Input::StorageFailed);
+            next = self.io.execute_all(effects, incoming, &self.core, &mut answer).map(Input::StorageFailed);
         }
         answer
     }

@@ -138,6 +138,7 @@ impl Bus {
                             sock.inbox.push_back(text.into_owned());
                         }
                     }
+                    Effect::SendFromClient { .. } => unreachable!("owned() turns it into a Send"),
                     Effect::Close { to, close } => {
                         let sock = slot.sockets.get_mut(&to).expect("close of a socket never accepted");
                         sock.closed_by_relay.get_or_insert(close);
@@ -412,6 +413,9 @@ impl Bus {
 fn owned(effect: Effect<'_>) -> Effect<'static> {
     match effect {
         Effect::Send { to, text } => Effect::Send { to, text: text.into_owned().into() },
+        Effect::SendFromClient { to, client, message } => {
+            Effect::Send { to, text: crate::protocol::say::from_client(client, message).into() }
+        }
         Effect::Accept { socket, info } => Effect::Accept { socket, info },
         Effect::Close { to, close } => Effect::Close { to, close },
         Effect::Attach { socket, info } => Effect::Attach { socket, info },
