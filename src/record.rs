@@ -53,15 +53,15 @@ pub struct SessionRecord {
     /// Lines in the queue (an empty message is a line of no counted bytes).
     #[serde(default)]
     pub queued_lines: usize,
-    /// Source of socket tokens, unique within the session.
-    #[serde(default)]
-    pub next_socket_token: u64,
+    /// Format 1 counted socket tokens here; tokens now need no storage.
+    #[serde(default, skip_serializing)]
+    next_socket_token: u64,
     /// Matchmaking: search, links, frozen roster.
     #[serde(default)]
     pub group: Group,
-    /// When the figures for `/stats` are next reported (epoch ms), if they changed.
-    #[serde(default)]
-    pub stats_due: Option<f64>,
+    /// Format 1 kept the next stats report time here; it is memory now.
+    #[serde(default, skip_serializing)]
+    stats_due: Option<f64>,
     /// What was last reported, so unchanged figures are not sent again.
     #[serde(default)]
     pub stats_reported: SessionCounts,
@@ -102,17 +102,15 @@ impl SessionRecord {
             record.queued_lines = record.queued_lines.max(1);
         }
         record.group.upgrade();
+        // Fields of format 1 that are no longer stored.
+        record.next_socket_token = 0;
+        record.stats_due = None;
         record.format = RECORD_FORMAT;
         Ok(record)
     }
 
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a record always serialises")
-    }
-
-    pub fn next_token(&mut self) -> u64 {
-        self.next_socket_token += 1;
-        self.next_socket_token
     }
 
     /// True once the reconnect window has run out.

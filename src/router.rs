@@ -7,7 +7,11 @@
 //! `/health`, `/version`, `/stats` and `/docs/PROTOCOL.md`.
 
 use serde_json::json;
-use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response, Result};
+use worker::js_sys::Promise;
+use worker::wasm_bindgen::JsCast;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::worker_sys::web_sys::{self, Request};
+use worker::{event, Context, Env, Headers, Method, Response, Result};
 
 use crate::calls::MatchmakerCall;
 use crate::glue::{call, matchmaker_stub, session_stub, settings, text};
@@ -29,10 +33,19 @@ mod body {
     pub const STATS_UNAVAILABLE: &str = "Stats unavailable: the matchmaker did not answer";
 }
 
+/// The runtime's request as it is: converting it to `worker::Request` would
+/// read `request.cf` on every connect, which the relay never needs.
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
     let settings = settings(&env);
     handle(req, env, &settings).await
+}
+
+/// Hands a socket request to its Session object, answer untouched.
+async fn forward(env: &Env, sid: &str, req: &Request) -> Result<web_sys::Response> {
+    let stub = session_stub(env, sid)?.into_rpc::<worker::worker_sys::DurableObject>();
+    let promise: Promise = stub.fetch_with_request(req)?;
+    Ok(JsFuture::from(promise).await?.unchecked_into())
 }
 
 fn wants_websocket(req: &Request) -> bool {
@@ -41,7 +54,7 @@ fn wants_websocket(req: &Request) -> bool {
 
 /// True when the comma-separated header `name` contains `token` (any case).
 fn header_has_token(req: &Request, name: &str, token: &str) -> bool {
-    req.headers().get(name).ok().flatten().is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    header(req, name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
 /// The method as the Worker sees it. Note: a request carrying
@@ -54,11 +67,15 @@ fn header_has_token(req: &Request, name: &str, token: &str) -> bool {
 /// GET request`), but only after the Worker has answered it. So the 405 below
 /// fires only where the method arrives intact (README, Known limits).
 fn method(req: &Request) -> Method {
-    req.method()
+    Method::from(req.method())
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
 }
 
 /// Writes a refusal to the log and answers it with a plain-text body.
-fn refuse(settings: &Settings, req: &Request, path: &str, status: u16, reason: &str) -> Result<Response> {
+fn refuse(settings: &Settings, req: &Request, path: &str, status: u16, reason: &str) -> Result<web_sys::Response> {
     let level = if status == 403 { Level::Warn } else { Level::Info };
     log::emit(
         settings.log_level,
@@ -73,7 +90,11 @@ fn refuse(settings: &Settings, req: &Request, path: &str, status: u16, reason: &
             ("path", json!(clip(path, 256))),
         ],
     );
-    text(status, reason)
+    raw(text(status, reason))
+}
+
+fn raw(response: Result<Response>) -> Result<web_sys::Response> {
+    response.map(Into::into)
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
@@ -85,8 +106,8 @@ fn clip(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-async fn handle(req: Request, env: Env, settings: &Settings) -> Result<Response> {
-    let url = req.url()?;
+async fn handle(req: Request, env: Env, settings: &Settings) -> Result<web_sys::Response> {
+    let url = worker::Url::parse(&req.url())?;
     let path = url.path().to_string();
     let get = method(&req) == Method::Get;
     let read = get || method(&req) == Method::Head;
@@ -97,10 +118,10 @@ async fn handle(req: Request, env: Env, settings: &Settings) -> Result<Response>
             return refuse(settings, &req, &path, 405, body::GET_ONLY);
         }
         // Liveness only: wakes no object.
-        "/health" => return text(200, "ok"),
-        "/version" => return text(200, VERSION),
-        "/stats" => return stats(&env, settings).await,
-        "/docs/PROTOCOL.md" => return text(200, PROTOCOL_MD),
+        "/health" => return raw(text(200, "ok")),
+        "/version" => return raw(text(200, VERSION)),
+        "/stats" => return raw(stats(&env, settings).await),
+        "/docs/PROTOCOL.md" => return raw(text(200, PROTOCOL_MD)),
         _ => {}
     }
 
@@ -115,7 +136,7 @@ async fn handle(req: Request, env: Env, settings: &Settings) -> Result<Response>
         return refuse(settings, &req, &path, 405, http::METHOD_NOT_ALLOWED);
     }
     let origins = AllowedOrigins::from_var(env.var("ALLOWED_ORIGINS").ok().map(|v| v.to_string()).as_deref());
-    if !origins.allows(req.headers().get("Origin").ok().flatten().as_deref()) {
+    if !origins.allows(header(&req, "Origin").as_deref()) {
         return refuse(settings, &req, &path, 403, body::ORIGIN_NOT_ALLOWED);
     }
     let query = || url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned()));
@@ -136,11 +157,10 @@ async fn handle(req: Request, env: Env, settings: &Settings) -> Result<Response>
             if params.id.is_none() {
                 forward.query_pairs_mut().append_pair("id", &sid);
             }
-            let headers: Headers = req.headers().clone();
-            let mut init = RequestInit::new();
-            init.with_headers(headers);
-            let forwarded = Request::new_with_init(forward.as_str(), &init)?;
-            session_stub(&env, &sid)?.fetch_with_request(forwarded).await
+            let init = web_sys::RequestInit::new();
+            init.set_headers(&req.headers());
+            let forwarded = Request::new_with_str_and_init(forward.as_str(), &init)?;
+            self::forward(&env, &sid, &forwarded).await
         }
         Route::Client { session_id } => {
             if let Err(e) = ClientParams::from_query(query()) {
@@ -149,8 +169,7 @@ async fn handle(req: Request, env: Env, settings: &Settings) -> Result<Response>
             if !wants_websocket(&req) {
                 return refuse(settings, &req, &path, 426, http::UPGRADE_REQUIRED);
             }
-            let sid = session_id.to_string();
-            session_stub(&env, &sid)?.fetch_with_request(req).await
+            self::forward(&env, session_id, &req).await
         }
     }
 }

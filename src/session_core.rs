@@ -269,8 +269,10 @@ pub struct SessionCore {
     timers_dirty: bool,
     /// The record has been squared with the sockets that really exist.
     reconciled: bool,
-    /// The highest token this incarnation handed out.
+    /// The highest token handed out or seen in an attachment.
     last_token: Token,
+    /// When the figures for `/stats` are next reported, if they changed.
+    stats_due: Option<f64>,
 }
 
 impl SessionCore {
@@ -287,6 +289,7 @@ impl SessionCore {
             timers_dirty: false,
             reconciled: false,
             last_token: 0,
+            stats_due: None,
         };
         let generation = core.record.as_ref().map(|r| r.host_generation);
         core.last_token = sockets.iter().map(|i| i.token).max().unwrap_or(0);
@@ -479,14 +482,7 @@ impl SessionCore {
             }
             out.push(Effect::Log(Event::info("host_took_over").with("sid", sid.as_str())));
         } else {
-            let mut record = SessionRecord::new(sid.clone(), fresh_secret, params.reconnect);
-            // Sockets of an earlier session under this id may still be held by
-            // the runtime (closed, their TCP not yet down): tokens must never
-            // repeat within the object, across sessions and wake-ups. A new
-            // session's tokens start from the clock (1,000 per millisecond,
-            // well below 2^53) or past any token still known.
-            let from_clock = (now.max(0.0) as u64).saturating_mul(1000);
-            record.next_socket_token = from_clock.max(self.last_token);
+            let record = SessionRecord::new(sid.clone(), fresh_secret, params.reconnect);
             self.record = Some(record);
             out.push(Effect::Log(Event::info("session_created").with("sid", sid.as_str())));
         }
@@ -497,7 +493,7 @@ impl SessionCore {
         }
         record.reconnect = params.reconnect;
         record.host_away_until = None;
-        let token = record.next_token();
+        let token = new_token(&mut self.last_token, now);
         let info = SocketInfo::new(
             Role::Host { generation: record.host_generation },
             token,
@@ -508,7 +504,6 @@ impl SessionCore {
         let (session_line, secret_line) = (say::session(&record.id), say::secret(&record.secret));
         let (queued_bytes, queued_lines) = (record.queued_bytes, record.queued_lines);
         out.push(Effect::Accept { socket: token, info: Some(info.clone()) });
-        self.last_token = self.last_token.max(token);
         self.sockets.insert(token, info);
         self.host = Some(token);
         Self::send(out, token, session_line);
@@ -566,21 +561,25 @@ impl SessionCore {
             }
         }
         let record = self.record.as_mut().expect("live");
+        // Only a new uuid or a first client changes what is stored: a plain
+        // connect costs no storage write.
+        let changed = admission.reserve.is_some() || !record.used;
         record.used = true;
         if let Some(uuid) = admission.reserve {
             record.reserved.insert(uuid, id);
         }
-        let token = record.next_token();
+        let token = new_token(&mut self.last_token, now);
         let info =
             SocketInfo::new(Role::Client { id, uuid: params.uuid }, token, params.keep_alive, now, &self.settings);
         out.push(Effect::Accept { socket: token, info: Some(info.clone()) });
         if info.keep_alive.is_some() {
             self.timers_dirty = true;
         }
-        self.last_token = self.last_token.max(token);
         self.sockets.insert(token, info);
         self.clients.insert(id, token);
-        self.persist(out);
+        if changed {
+            self.persist(out);
+        }
         self.announce(id, say::connected, SlaveEvent::Connected, out);
         self.stats_changed(now, out);
         out.push(Effect::Respond(Answer::Upgrade { socket: token }));
@@ -865,36 +864,35 @@ impl SessionCore {
         self.flush_stats(now, out);
     }
 
-    /// Figures changed: report them soon, batched.
-    fn stats_changed(&mut self, now: f64, out: &mut Out<'_>) {
-        if let Some(record) = self.record.as_mut() {
-            if record.stats_due.is_none() {
-                record.stats_due = Some(now + STATS_DELAY_MS);
-                self.persist(out);
-            }
+    /// Figures changed: report them soon, batched. The due time is only
+    /// memory: after a wake-up, the alarm it set reports whatever changed.
+    fn stats_changed(&mut self, now: f64, _out: &mut Out<'_>) {
+        if self.record.is_some() && self.stats_due.is_none() {
+            self.stats_due = Some(now + STATS_DELAY_MS);
+            self.timers_dirty = true;
         }
     }
 
     fn flush_stats(&mut self, now: f64, out: &mut Out<'_>) {
         let counts = SessionCounts::new(self.host.is_some(), self.clients.len() as u32);
-        let Some(record) = self.record.as_mut() else { return };
-        if record.stats_due.is_none_or(|due| due > now) {
+        if self.stats_due.is_some_and(|due| due > now) {
             return;
         }
-        record.stats_due = None;
+        self.stats_due = None;
+        let Some(record) = self.record.as_mut() else { return };
         if counts != record.stats_reported {
             record.stats_reported = counts;
             let call = MatchmakerCall::Report { sid: record.id.clone(), counts };
             Self::call_matchmaker(out, call, Purpose::Notice);
+            self.persist(out);
         }
-        self.persist(out);
     }
 
     /// The earliest deadline: reconnect window, stats report, keep-alives.
     pub fn next_deadline(&self) -> Option<f64> {
         let record = self.record.as_ref()?;
         let keep_alives = self.sockets.values().filter(|i| i.keep_alive.is_some()).map(|i| i.keep_alive_due);
-        [record.host_away_until, record.stats_due].into_iter().flatten().chain(keep_alives).reduce(f64::min)
+        [record.host_away_until, self.stats_due].into_iter().flatten().chain(keep_alives).reduce(f64::min)
     }
 
     /// Points the one alarm at the earliest deadline, when that may have changed.
@@ -1219,6 +1217,16 @@ impl SessionCore {
             self.slave_gone(peer, "slave gone", out);
         }
     }
+}
+
+/// A socket token no socket of this object has had: past every token still
+/// known (closed sockets the runtime holds until their TCP is down included),
+/// and from the clock (1,000 a millisecond, far below 2^53), so a session made
+/// after a wake-up never reuses one either. Nothing needs storing for it.
+fn new_token(last: &mut Token, now: f64) -> Token {
+    let token = (*last + 1).max((now.max(0.0) as u64).saturating_mul(1000));
+    *last = token;
+    token
 }
 
 fn respond(out: &mut Out<'_>, status: u16, body: &str) {
