@@ -222,7 +222,7 @@ async function main() {
   mkdirSync(OUT, { recursive: true });
   const which = process.env.PROFILE_WORKER ?? 'relay';
   const snapshot = which === 'relay' ? relaySnapshot() : { config: path.join(ROOT, `bench/${which}/wrangler.toml`), remove() {} };
-  const vars = { RATE_LIMIT_PER_SECOND: '1000000000', RATE_LIMIT_BURST: '1000000000' };
+  const vars = { RATE_LIMIT_PER_SECOND: '1000000000', RATE_LIMIT_BURST: '1000000000', LOG_LEVEL: 'warn' };
   const gens = [];
   let client;
   const sections = [];

@@ -47,7 +47,7 @@ const LIFECYCLE = /lifecycle: session object constructed/;
 // answers in the throughput run; the others have none, so lift it.
 const NO_RATE_LIMIT = { RATE_LIMIT_PER_SECOND: '1000000000', RATE_LIMIT_BURST: '1000000000' };
 const IMPLS = [
-  { key: 'relay', name: 'relay (Rust/wasm)', config: null /* a snapshot of build/, made in main() */, vars: { LOG_LIFECYCLE: 'true', ...NO_RATE_LIMIT } },
+  { key: 'relay', name: 'relay (Rust/wasm)', config: null /* a snapshot of build/, made in main() */, vars: { LOG_LIFECYCLE: 'true', LOG_LEVEL: 'warn', ...NO_RATE_LIMIT } },
   { key: 'peer', name: 'PartyServer (TS)', config: path.join(ROOT, 'bench/peer/wrangler.toml'), vars: { LOG_LIFECYCLE: 'true' } },
   { key: 'bare', name: 'bare JS DO', config: path.join(ROOT, 'bench/bare/wrangler.toml'), vars: { LOG_LIFECYCLE: 'true' } },
 ];
@@ -516,7 +516,7 @@ ${smoke ? '**SMOKE RUN** (small sizes via BENCH_* variables, on a machine shared
 
 - **Machine**: ${v.nproc} cores (${v.cpuModel}), ${v.memory} memory, ${v.kernel}, open-file limit ${v.fdLimit}
 - **Versions**: wrangler ${v.wrangler}, workerd ${v.workerd}, node ${v.node}, partyserver ${v.partyserver}, ws ${v.ws} (load generator), relay ${v.relay}
-- **Relay**: build/ (Rust → wasm; copied when the run starts) with \`--var LOG_LIFECYCLE:true\` and the per-socket rate limit lifted (\`RATE_LIMIT_PER_SECOND\`/\`RATE_LIMIT_BURST\` = 10⁹).
+- **Relay**: build/ (Rust → wasm; copied when the run starts) with \`--var LOG_LIFECYCLE:true\`, \`LOG_LEVEL=warn\` (the relay's one info line per session created; the peers log nothing) and the per-socket rate limit lifted (\`RATE_LIMIT_PER_SECOND\`/\`RATE_LIMIT_BURST\` = 10⁹).
 - **PartyServer**: bench/peer/ — the host/client subset (PROTOCOL.md §2–3) as a PartyServer \`Server\` with \`hibernate: true\`, TypeScript.
 - **Bare JS DO**: bench/bare/ — the same subset straight on the hibernation API (\`ctx.acceptWebSocket(ws, tags)\`, tags per role/client id, \`serializeAttachment\`, the secret in \`ctx.storage.kv\`), plain JavaScript, no library: the floor.
 

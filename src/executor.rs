@@ -72,20 +72,14 @@ impl SessionStore {
     /// The stored record, if the session exists. A session that never existed
     /// has no table, and reading must not create one: ids probed by clients
     /// leave no storage behind.
-    pub fn read_record(&self) -> Result<Option<SessionRecord>, String> {
-        let has_table = self
-            .sql
-            .exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'relay_session'", None)
-            .and_then(|c| c.to_array::<serde_json::Value>())
-            .map_err(|e| e.to_string())?;
-        if has_table.is_empty() {
-            return Ok(None);
-        }
-        let rows = self
-            .sql
-            .exec("SELECT v FROM relay_session WHERE k = 'record'", None)
-            .and_then(|c| c.to_array::<RecordRow>())
-            .map_err(|e| e.to_string())?;
+    pub fn read_record(&self) -> std::result::Result<Option<SessionRecord>, String> {
+        let rows = match self.sql.exec("SELECT v FROM relay_session WHERE k = 'record'", None) {
+            Ok(cursor) => cursor.to_array::<RecordRow>().map_err(|e| e.to_string())?,
+            // The table is made with the session's first record.
+            Err(e) if e.to_string().contains("no such table") => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        self.tables.set(true);
         match rows.into_iter().next() {
             Some(row) => SessionRecord::from_json(&row.v).map(Some).map_err(|e| format!("unreadable record: {e}")),
             None => Ok(None),
@@ -95,14 +89,12 @@ impl SessionStore {
     pub fn write_record(&self, record: &SessionRecord) -> std::result::Result<(), String> {
         let sql = &self.sql;
         if !self.tables.get() {
-            sql.exec("CREATE TABLE IF NOT EXISTS relay_session (k TEXT PRIMARY KEY, v TEXT NOT NULL)", None)
-                .and_then(|_| {
-                    sql.exec(
-                        "CREATE TABLE IF NOT EXISTS relay_queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)",
-                        None,
-                    )
-                })
-                .map_err(|e| e.to_string())?;
+            sql.exec(
+                "CREATE TABLE IF NOT EXISTS relay_session (k TEXT PRIMARY KEY, v TEXT NOT NULL); \
+                 CREATE TABLE IF NOT EXISTS relay_queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)",
+                None,
+            )
+            .map_err(|e| e.to_string())?;
             self.tables.set(true);
         }
         sql.exec(
