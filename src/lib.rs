@@ -18,6 +18,7 @@ pub mod links;
 pub mod log;
 pub mod matchmaker_core;
 pub mod matchmaking;
+pub mod page;
 pub mod protocol;
 pub mod record;
 pub mod secrets;

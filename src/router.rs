@@ -14,6 +14,7 @@ use worker::worker_sys::web_sys::{self, Request};
 use worker::{event, Context, Env, Headers, Method, Response, Result};
 
 use crate::calls::MatchmakerCall;
+use crate::page;
 use crate::glue::{call, matchmaker_stub, session_stub, settings, text};
 use crate::log::{self, Level};
 use crate::protocol::{http, route, ClientParams, HostParams, Route};
@@ -125,6 +126,12 @@ async fn handle(req: Request, env: Env, settings: &Settings) -> Result<web_sys::
         _ => {}
     }
 
+    if let Some(asset) = page::asset(&path) {
+        if !read {
+            return refuse(settings, &req, &path, 405, body::GET_ONLY);
+        }
+        return raw(serve(&req, asset));
+    }
     let route = match route(&path) {
         Ok(route) => route,
         Err(e) => return refuse(settings, &req, &path, 400, &e.to_string()),
@@ -172,6 +179,19 @@ async fn handle(req: Request, env: Env, settings: &Settings) -> Result<web_sys::
             self::forward(&env, session_id, &req).await
         }
     }
+}
+
+/// A file of the page, or `304` when the browser's copy is current.
+fn serve(req: &Request, asset: page::Asset) -> Result<Response> {
+    let etag = asset.etag();
+    let headers = Headers::new();
+    headers.set("ETag", &etag)?;
+    headers.set("Cache-Control", "no-cache")?;
+    if header(req, "If-None-Match").is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag)) {
+        return Ok(Response::empty()?.with_status(304).with_headers(headers));
+    }
+    headers.set("Content-Type", asset.content_type)?;
+    Ok(Response::ok(asset.body)?.with_headers(headers))
 }
 
 /// `GET /stats`: the Matchmaker's relay-wide figures, the JSON of `!stats`.

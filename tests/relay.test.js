@@ -206,14 +206,19 @@ test('reconnect window: client messages are kept in order and delivered after th
   h.close();
   await h.closed();
   c1.send('m1'); c2.send('m2'); c1.send('m3\nmulti');
-  // Each queued message is stored before the next frame is read; a round trip
-  // through a fresh client's connect makes sure all three were processed.
+  // Frames on different connections have no order between them, and nothing
+  // tells a client its frame was queued: so the take-over may find all three
+  // queued, or some still on their way (then they arrive live, after it).
+  // Either way each arrives once, each client's in order, after the replay
+  // of who is connected. (The exact replay order is in the native scenarios.)
   const probe = await client(relay, h.sid);
   const h2 = new Peer(`${relay.ws}/session?id=${h.sid}&secret=${h.secret}`);
-  assert.deepEqual(await h2.take(8), [
+  assert.deepEqual(await h2.take(5), [
     `session: ${h.sid}`, `secret: ${h.secret}`, 'connected: 1', 'connected: 2', 'connected: 3',
-    '1: m1', '2: m2', '1: m3\nmulti',
   ]);
+  const messages = await h2.take(3);
+  assert.deepEqual([...messages].sort(), ['1: m1', '1: m3\nmulti', '2: m2']);
+  assert.ok(messages.indexOf('1: m1') < messages.indexOf('1: m3\nmulti'), messages.join(' | '));
   c2.send('live again');
   assert.equal(await h2.next(), '2: live again');
   probe.close();
