@@ -36,7 +36,8 @@ impl Asset {
     /// A strong ETag: the FNV-1a hash of the body, which only changes with a
     /// new build.
     pub fn etag(&self) -> String {
-        let hash = self.body.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let hash =
+            self.body.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
         format!("\"{hash:016x}\"")
     }
 }

@@ -136,6 +136,10 @@ pub struct SocketInfo {
     pub closed: bool,
     #[serde(default)]
     pub bucket: TokenBucket,
+    /// The byte rate limit's bucket (format 1 had none: it starts empty and
+    /// refills at once, its `updated` being 0).
+    #[serde(default)]
+    pub byte_bucket: TokenBucket,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,8 +151,16 @@ pub enum Role {
 impl SocketInfo {
     pub fn new(role: Role, token: u64, keep_alive: Option<String>, now: f64, settings: &Settings) -> Self {
         let keep_alive_due = if keep_alive.is_some() { now + settings.keep_alive_ms } else { 0.0 };
-        let burst = settings.limits(matches!(role, Role::Host { .. })).burst;
-        SocketInfo { role, token, keep_alive, keep_alive_due, closed: false, bucket: TokenBucket::full(burst, now) }
+        let limits = settings.limits(matches!(role, Role::Host { .. }));
+        SocketInfo {
+            role,
+            token,
+            keep_alive,
+            keep_alive_due,
+            closed: false,
+            bucket: TokenBucket::full(limits.burst, now),
+            byte_bucket: TokenBucket::full(limits.bytes_burst, now),
+        }
     }
 
     pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
@@ -254,11 +266,16 @@ impl TokenBucket {
 
     /// Takes one token; false when the socket is over its rate.
     pub fn take(&mut self, now: f64, per_second: f64, burst: f64) -> bool {
+        self.take_n(now, 1.0, per_second, burst)
+    }
+
+    /// Takes `n` tokens; false (taking none) when there are fewer.
+    pub fn take_n(&mut self, now: f64, n: f64, per_second: f64, burst: f64) -> bool {
         let elapsed = (now - self.updated).max(0.0) / 1000.0;
         self.tokens = (self.tokens + elapsed * per_second).min(burst);
         self.updated = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= n {
+            self.tokens -= n;
             true
         } else {
             false

@@ -14,9 +14,9 @@ use worker::worker_sys::web_sys::{self, Request};
 use worker::{event, Context, Env, Headers, Method, Response, Result};
 
 use crate::calls::MatchmakerCall;
-use crate::page;
 use crate::glue::{call, matchmaker_stub, session_stub, settings, text};
 use crate::log::{self, Level};
+use crate::page;
 use crate::protocol::{http, route, ClientParams, HostParams, Route};
 use crate::secrets::new_session_id;
 use crate::settings::{AllowedOrigins, Settings};

@@ -604,3 +604,30 @@ fn a_session_whose_host_vanished_before_using_it_can_be_claimed_again() {
     bus.close(&h2, 1006);
     assert_eq!(bus.host("id=busy"), Err((409, "Session already exists".into())));
 }
+
+#[test]
+fn a_byte_stream_beyond_the_byte_limit_is_closed_like_a_flood() {
+    let settings = Settings::default();
+    let mut bus = bus();
+    let (h, _) = host(&mut bus, "");
+    let (c, _) = join(&mut bus, &h, "");
+    let big = "x".repeat(1 << 20);
+    // A client's 4 MiB burst passes (4 frames of 1 MiB), the fifth does not.
+    for _ in 0..4 {
+        bus.send(&c, &big);
+    }
+    assert!(bus.is_open(&c));
+    bus.send(&c, &big);
+    assert_eq!(bus.closed(&c), Some(CLOSE_RATE_LIMITED));
+    // A host may send 8 times as much: 8 clients' worth.
+    let (c2, id) = join(&mut bus, &h, "");
+    for _ in 0..32 {
+        bus.send(&h, &format!("{id}: {big}")[..(1 << 20)]);
+    }
+    assert!(bus.is_open(&h));
+    assert_eq!(bus.frames(&c2).len(), 32);
+    bus.advance(1000.0);
+    bus.send(&h, &format!("{id}: after a second, refilled"));
+    assert!(bus.is_open(&h));
+    assert_eq!(settings.limits(false).bytes_burst, 4.0 * 1024.0 * 1024.0);
+}

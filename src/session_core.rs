@@ -610,15 +610,22 @@ impl SessionCore {
             Frame::TooBig => return self.refuse(now, socket, CLOSE_TOO_BIG, out),
         };
         let limits = self.settings.limits(info.is_host());
-        let before = info.bucket.tokens;
-        if !info.bucket.take(now, limits.per_second, limits.burst) {
+        let (frames_before, bytes_before) = (info.bucket.tokens, info.byte_bucket.tokens);
+        // Frames and bytes are both limited: a flood of small frames costs
+        // events, a stream of large ones costs memory in every receiver's
+        // unsent backlog, which the runtime does not let the relay see.
+        let within = info.bucket.take(now, limits.per_second, limits.burst)
+            && info.byte_bucket.take_n(now, text.len() as f64, limits.bytes_per_second, limits.bytes_burst);
+        if !within {
             return self.refuse(now, socket, CLOSE_RATE_LIMITED, out);
         }
-        // The attachment's copy of the bucket only matters after hibernation,
-        // and only once it runs low (an idle socket's bucket refills anyway),
+        // The attachment's copy of the buckets only matters after hibernation,
+        // and only once one runs low (an idle socket's buckets refill anyway),
         // so the relay path rarely rewrites it.
-        let half = limits.burst / 2.0;
-        if info.bucket.tokens < half && before >= half {
+        let low = |before: f64, after: f64, burst: f64| after < burst / 2.0 && before >= burst / 2.0;
+        if low(frames_before, info.bucket.tokens, limits.burst)
+            || low(bytes_before, info.byte_bucket.tokens, limits.bytes_burst)
+        {
             out.push(Effect::Attach { socket, info: info.clone() });
         }
         match info.role {

@@ -18,6 +18,12 @@ pub struct Settings {
     /// Frames a client socket may send in a burst (token bucket size); a
     /// host's burst is `max_clients` times this.
     pub rate_burst: f64,
+    /// Bytes a client socket may send per second, sustained; a host may send
+    /// `max_clients` times as many.
+    pub rate_bytes_per_second: f64,
+    /// Bytes a client socket may send in a burst; a host's is `max_clients`
+    /// times this.
+    pub rate_bytes_burst: f64,
     /// Searches the Matchmaker holds at once; more are refused.
     pub max_searches: usize,
     /// Least important log event written (`LOG_LEVEL`, default `info`).
@@ -37,6 +43,12 @@ impl Default for Settings {
             // runtime's backlog of its frames grows.
             rate_per_second: 100.0,
             rate_burst: 200.0,
+            // Bytes: what a receiver that does not read can be made to hold
+            // (the runtime buffers unsent frames without limit, and the relay
+            // cannot see how many). 1 MiB/s sustained and a 4 MiB burst per
+            // client is far beyond a game's state updates.
+            rate_bytes_per_second: 1024.0 * 1024.0,
+            rate_bytes_burst: 4.0 * 1024.0 * 1024.0,
             max_searches: 10_000,
             log_level: Level::DEFAULT,
         }
@@ -48,6 +60,8 @@ impl Default for Settings {
 pub struct Limits {
     pub per_second: f64,
     pub burst: f64,
+    pub bytes_per_second: f64,
+    pub bytes_burst: f64,
 }
 
 /// Highest `MAX_CLIENTS` accepted: client ids must stay readable and a linked
@@ -58,7 +72,12 @@ impl Settings {
     /// The rate limit of a host socket (`host`) or a client socket.
     pub fn limits(&self, host: bool) -> Limits {
         let scale = if host { self.max_clients as f64 } else { 1.0 };
-        Limits { per_second: self.rate_per_second * scale, burst: self.rate_burst * scale }
+        Limits {
+            per_second: self.rate_per_second * scale,
+            burst: self.rate_burst * scale,
+            bytes_per_second: self.rate_bytes_per_second * scale,
+            bytes_burst: self.rate_bytes_burst * scale,
+        }
     }
 
     /// Builds settings from a variable lookup. A value that does not parse, or
@@ -86,6 +105,8 @@ impl Settings {
                 .unwrap_or(d.max_clients),
             rate_per_second: positive("RATE_LIMIT_PER_SECOND", d.rate_per_second),
             rate_burst: positive("RATE_LIMIT_BURST", d.rate_burst),
+            rate_bytes_per_second: positive("RATE_LIMIT_BYTES_PER_SECOND", d.rate_bytes_per_second),
+            rate_bytes_burst: positive("RATE_LIMIT_BYTES_BURST", d.rate_bytes_burst),
             max_searches: var("MAX_SEARCHES")
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .filter(|n| *n > 0)

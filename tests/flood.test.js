@@ -204,7 +204,8 @@ test('a flooding host is cut off at its bucket (x MAX_CLIENTS); its client gets 
 // relay sends is queued in workerd's memory until the peer reads it. This
 // measures that cost; it asserts only that nothing is lost and the session's
 // other sockets keep working.
-const SLOW_MB = Number(process.env.SLOW_MB ?? 50);
+// Within a host's byte burst (MAX_CLIENTS x RATE_LIMIT_BYTES_BURST = 32 MiB).
+const SLOW_MB = Number(process.env.SLOW_MB ?? 24);
 const SLOW_KIB = Number(process.env.SLOW_KIB ?? 64);
 
 test('a client that does not read: the relay keeps serving the others, and everything arrives once it reads', async (t) => {
@@ -231,7 +232,8 @@ test('a client that does not read: the relay keeps serving the others, and every
 
   const rss = sampleRss(workerdPids(relay.child.pid));
   const started = performance.now();
-  // Within the host's burst (MAX_CLIENTS x RATE_LIMIT_BURST frames).
+  // Within the host's bursts (MAX_CLIENTS x RATE_LIMIT_BURST frames and
+  // MAX_CLIENTS x RATE_LIMIT_BYTES_BURST bytes).
   for (let i = 0; i < messages; i++) h.send(`${slow.id}: ${String(i).padStart(8, '0')}${chunk()}`);
   // Barrier: the relay has handled (and sent) every message before this.
   h.send('/version');
@@ -257,4 +259,30 @@ test('a client that does not read: the relay keeps serving the others, and every
   t.diagnostic(`neighbour round trips meanwhile: ${summary(rtts)}`);
   t.diagnostic(`after resume: all read in ${(doneAt - resumed).toFixed(0)} ms; workerd RSS ${mib(drained.last)} MiB`);
   h.close();
+});
+
+// What a host can pile up in front of a client that does not read is bounded
+// by the byte rate limit: past its burst (32 MiB for a host by default) and
+// rate (8 MiB/s), the host is closed with 1008 like any flood.
+test('a host streaming past its byte limit to a paused client is closed with 1008; the backlog stays bounded', async (t) => {
+  const h = await host(relay, 'reconnect=false');
+  const slow = await join(relay, h);
+  track(h, slow);
+  let bytes = 0;
+  slow.socket.removeAllListeners('message');
+  slow.socket.on('message', (data) => { bytes += data.length; });
+  slow.socket._socket.pause();
+  const chunk = randomBytes(48 * 1024).toString('base64'); // 64 KiB of text
+  const started = performance.now();
+  let sent = 0;
+  for (let i = 0; i < 1024; i++) { h.send(`${slow.id}: ${chunk}`); sent += chunk.length; }
+  assert.deepEqual(await h.closed(60_000), { code: 1008, reason: 'rate limit exceeded' });
+  const elapsedS = (performance.now() - started) / 1000;
+  slow.socket._socket.resume();
+  await slow.closed(60_000); // the session ends (reconnect=false) after the backlog
+  const MiB = 1024 * 1024;
+  const bound = 32 * MiB + 8 * MiB * elapsedS + chunk.length;
+  assert.ok(bytes <= bound, `${(bytes / MiB).toFixed(1)} MiB reached the paused client, bound ${(bound / MiB).toFixed(1)} MiB`);
+  assert.ok(bytes < sent, 'the host was cut off before all it sent was relayed');
+  t.diagnostic(`${(sent / MiB).toFixed(0)} MiB sent in ${elapsedS.toFixed(2)} s; ${(bytes / MiB).toFixed(1)} MiB relayed before the 1008`);
 });
