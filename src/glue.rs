@@ -24,8 +24,14 @@ pub fn random<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// The Worker's settings, read once per isolate: variables cannot change
+/// within one (a new deploy or `--var` starts a new isolate), and every object
+/// constructed after a wake-up would otherwise read a dozen variables again.
 pub fn settings(env: &Env) -> Settings {
-    Settings::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))
+    thread_local! {
+        static SETTINGS: std::cell::OnceCell<Settings> = const { std::cell::OnceCell::new() };
+    }
+    SETTINGS.with(|cell| *cell.get_or_init(|| Settings::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))))
 }
 
 pub fn text(status: u16, body: &str) -> Result<Response> {

@@ -53,8 +53,10 @@ pub struct SessionRecord {
     /// Lines in the queue (an empty message is a line of no counted bytes).
     #[serde(default)]
     pub queued_lines: usize,
-    /// Format 1 counted socket tokens here; tokens now need no storage.
-    #[serde(default, skip_serializing)]
+    /// Format 1 counted socket tokens here; tokens now need no storage. Still
+    /// written (as 0), because 1.0.0 cannot read a record without it: a
+    /// rollback must find every session.
+    #[serde(default)]
     next_socket_token: u64,
     /// Matchmaking: search, links, frozen roster.
     #[serde(default)]
@@ -307,6 +309,12 @@ mod tests {
         assert_eq!(r.format, RECORD_FORMAT);
         let again = SessionRecord::from_json(&r.to_json()).unwrap();
         assert_eq!(again, r);
+        // What 1.0.0 required is still written, so a rollback reads it.
+        let written: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        for field in ["id", "secret", "reconnect", "host_generation", "host_away_until", "reserved", "queued_bytes", "next_socket_token"] {
+            assert!(written.get(field).is_some(), "{field} is written");
+        }
+        assert!(written["group"].get("slaves").is_some());
         let info = SocketInfo::from_json(FORMAT_1_ATTACHMENT).unwrap();
         assert_eq!((info.client_id(), info.token), (Some(2), 4));
         // A minimal record (fields added later all missing) still reads.

@@ -2,7 +2,7 @@
 // between Session objects, id translation, broadcasts, leaving, Steam friends.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRelay, host, join, client } from './helpers/relay.js';
+import { startRelay, host, join, client, stats, waitForStats } from './helpers/relay.js';
 import { startFakeSteam } from './helpers/fake-steam.js';
 
 let relay, steam;
@@ -43,24 +43,6 @@ async function hostWith(n, query) {
   return h;
 }
 
-async function stats(h) {
-  h.send('/stats');
-  const line = await h.next();
-  assert.match(line, /^!stats \{"numHostsOnline":\d+,"numHostsLookingForSession":\d+,"numClientsOnline":\d+,"numPlayers":\d+\}$/);
-  return JSON.parse(line.slice('!stats '.length));
-}
-
-/** Asks for /stats until `ok` holds; the protocol allows figures 5 s stale. */
-async function waitForStats(h, ok, timeoutMs = 8000) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    last = await stats(h);
-    if (ok(last)) return last;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.fail(`stats never matched: ${JSON.stringify(last)}`);
-}
 
 /** Sends a search and waits until the Matchmaker holds `looking` searches. */
 async function search(h, command, looking) {

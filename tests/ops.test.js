@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
-import { startRelay, host, join, get, Peer, ROOT } from './helpers/relay.js';
+import { startRelay, host, join, get, refused, Peer, ROOT } from './helpers/relay.js';
 
 const VERSION = /^version = "(.+)"$/m.exec(readFileSync(`${ROOT}/Cargo.toml`, 'utf8'))[1];
 const LIFECYCLE = /lifecycle: session object constructed/;
@@ -42,17 +42,6 @@ const HANDSHAKE = {
   Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
 };
 
-/** A socket the relay refuses: resolves { status, body }. */
-async function refusedSocket(r, path, options) {
-  const peer = new Peer(`${r.ws}${path}`, options);
-  try {
-    await peer.opened;
-  } catch (e) {
-    return { status: e.status, body: e.body };
-  }
-  peer.terminate();
-  throw new Error(`${path} was accepted`);
-}
 
 /**
  * The structured log lines wrangler printed so far, parsed. `console.log`
@@ -192,7 +181,7 @@ test('ALLOWED_ORIGINS: another origin gets 403 before any object wakes, logged a
   assert.equal(notFound.status, 404);
   for (const path of ['/session?id=origin-bad&secret=s3cr3t-value', '/session/origin-bad']) {
     for (const origin of ['https://evil.example', 'http://game.example', 'null']) {
-      const res = await refusedSocket(strict, path, { headers: { Origin: origin } });
+      const res = await refused(strict, path, { headers: { Origin: origin } });
       assert.equal(res.status, 403, `${path} from ${origin}`);
       assert.equal(res.body, FORBIDDEN);
     }

@@ -10,7 +10,7 @@
 // both ways under exactly those ids. RACE_ROUNDS (default 50) fresh rounds.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRelay, host, join } from './helpers/relay.js';
+import { startRelay, host, join, waitForStats } from './helpers/relay.js';
 
 const ROUNDS = Number(process.env.RACE_ROUNDS ?? 50);
 const SLAVES = 7;
@@ -35,24 +35,6 @@ async function hostWithClient() {
 }
 
 /** The Matchmaker's figures, as a host sees them. */
-async function stats(h) {
-  h.send('/stats');
-  const line = await h.next();
-  assert.match(line, /^!stats \{/);
-  return JSON.parse(line.slice('!stats '.length));
-}
-
-/** Asks for /stats until `ok` holds (a poll of state, not a sleep as a barrier). */
-async function waitForStats(h, ok, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    last = await stats(h);
-    if (ok(last)) return last;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`stats never matched: ${JSON.stringify(last)}`);
-}
 
 async function round(r) {
   const m = await hostWithClient();

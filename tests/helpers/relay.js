@@ -195,8 +195,8 @@ export async function get(relay, path, headers = {}) {
 }
 
 /** A WebSocket upgrade that the relay refuses: resolves { status, body }. */
-export async function refused(relay, path) {
-  const peer = new Peer(`${relay.ws}${path}`);
+export async function refused(relay, path, options) {
+  const peer = new Peer(`${relay.ws}${path}`, options);
   try {
     await peer.opened;
   } catch (e) {
@@ -204,4 +204,29 @@ export async function refused(relay, path) {
   }
   peer.terminate();
   throw new Error(`${path} was accepted`);
+}
+
+/** Asks a host for `/stats`; the parsed figures. */
+export async function stats(h) {
+  h.send('/stats');
+  const line = await h.next();
+  if (!/^!stats \{"numHostsOnline":\d+,"numHostsLookingForSession":\d+,"numClientsOnline":\d+,"numPlayers":\d+\}$/.test(line)) {
+    throw new Error(`expected !stats, got ${JSON.stringify(line)}`);
+  }
+  return JSON.parse(line.slice('!stats '.length));
+}
+
+/**
+ * Asks for `/stats` until `ok` holds: a poll of state the relay only reports
+ * (the protocol lets the figures lag up to 5 s), not a sleep as a barrier.
+ */
+export async function waitForStats(h, ok, timeoutMs = 10_000, everyMs = 100) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await stats(h);
+    if (ok(last)) return last;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`stats never matched: ${JSON.stringify(last)}`);
 }
