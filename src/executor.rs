@@ -13,15 +13,17 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use futures_util::future::{select, Either};
 use worker::js_sys::JsString;
 use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::worker_sys::ext::ResponseInitExt;
 use worker::worker_sys::web_sys;
 use worker::{
-    console_error, console_log, console_warn, Delay, Env, Fetch, Request, Response, Result, SqlStorage,
-    SqlStorageValue, State, WebSocket, WebSocketPair,
+    console_error, console_log, console_warn, Delay, Env, Fetch, Result, SqlStorage, SqlStorageValue, State, WebSocket,
+    WebSocketPair,
 };
 
 use crate::calls::Outcome;
 use crate::calls::SessionCall;
-use crate::glue::{call, is_internal, matchmaker_stub, random, session_stub, text};
+use crate::glue::{call, matchmaker_stub, random, session_stub};
 use crate::journal::{Event, Level};
 use crate::matchmaking::Search;
 use crate::protocol::{say, ClientParams, HostParams};
@@ -210,16 +212,21 @@ pub async fn set_alarm(state: &State, at: Option<f64>) -> Result<(), String> {
     result.map_err(|e| e.to_string())
 }
 
-/// The session input a request stands for: a call from another object, or a
-/// host's or client's connect; a request that is neither gets its refusal.
-pub async fn session_input(req: &mut Request) -> std::result::Result<Input<'static>, Result<Response>> {
-    if is_internal(req) {
-        return match req.json::<SessionCall>().await {
-            Ok(call) => Ok(Input::Call(call)),
-            Err(e) => Err(text(400, &format!("bad internal call: {e}"))),
-        };
+/// What a request to a Session object is.
+pub enum SessionRequest {
+    /// A call from another object; its JSON body is still to be read.
+    Call,
+    Connect(Input<'static>),
+}
+
+/// Reads a request to a Session object, as the runtime hands it over (no
+/// `worker::Request`, which would read `request.cf`); a bad one gets its
+/// refusal.
+pub fn session_request(req: &web_sys::Request) -> std::result::Result<SessionRequest, web_sys::Response> {
+    let url = worker::Url::parse(&req.url()).map_err(|e| plain(400, &e.to_string()))?;
+    if req.method() == "POST" && url.path() == "/internal" {
+        return Ok(SessionRequest::Call);
     }
-    let url = req.url().map_err(Err)?;
     let query = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned()));
     let input = if url.path() == "/session" {
         HostParams::from_query(query)
@@ -227,7 +234,23 @@ pub async fn session_input(req: &mut Request) -> std::result::Result<Input<'stat
     } else {
         ClientParams::from_query(query).map(|params| Input::ClientConnect { params })
     };
-    input.map_err(|e| text(400, &e.to_string()))
+    input.map(SessionRequest::Connect).map_err(|e| plain(400, &e.to_string()))
+}
+
+/// A call's JSON body as the session input it carries.
+pub async fn session_call(req: &web_sys::Request) -> std::result::Result<Input<'static>, web_sys::Response> {
+    let text = async { JsFuture::from(req.text()?).await?.as_string().ok_or(JsValue::NULL) };
+    let body = text.await.map_err(|_| plain(400, "bad internal call: unreadable body"))?;
+    serde_json::from_str::<SessionCall>(&body)
+        .map(Input::Call)
+        .map_err(|e| plain(400, &format!("bad internal call: {e}")))
+}
+
+/// A plain-text response, built straight on the runtime's `Response`.
+pub fn plain(status: u16, body: &str) -> web_sys::Response {
+    let init = web_sys::ResponseInit::new();
+    init.set_status(status);
+    web_sys::Response::new_with_opt_str_and_init(Some(body), &init).expect("a text response can always be made")
 }
 
 /// The text frame being handled: the runtime's JS string and the copy the
@@ -304,14 +327,20 @@ impl SessionIo {
 
     /// The HTTP response for the core's answer: the accepted socket's client
     /// end, or a plain-text status.
-    pub fn respond(&self, answer: Option<Answer>) -> Result<Response> {
+    pub fn respond(&self, answer: Option<Answer>) -> web_sys::Response {
         match answer {
             Some(Answer::Upgrade { .. }) => match self.upgrade.borrow_mut().take() {
-                Some(client) => Response::from_websocket(client),
-                None => text(500, "the socket was not accepted"),
+                Some(client) => {
+                    let mut init = web_sys::ResponseInit::new();
+                    init.set_status(101);
+                    let _ = init.websocket(client.as_ref());
+                    web_sys::Response::new_with_opt_str_and_init(None, &init)
+                        .expect("an upgrade can always be answered")
+                }
+                None => plain(500, "the socket was not accepted"),
             },
-            Some(Answer::Text { status, body }) => text(status, &body),
-            None => text(500, "no answer"),
+            Some(Answer::Text { status, body }) => plain(status, &body),
+            None => plain(500, "no answer"),
         }
     }
 

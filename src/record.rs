@@ -311,7 +311,16 @@ mod tests {
         assert_eq!(again, r);
         // What 1.0.0 required is still written, so a rollback reads it.
         let written: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
-        for field in ["id", "secret", "reconnect", "host_generation", "host_away_until", "reserved", "queued_bytes", "next_socket_token"] {
+        for field in [
+            "id",
+            "secret",
+            "reconnect",
+            "host_generation",
+            "host_away_until",
+            "reserved",
+            "queued_bytes",
+            "next_socket_token",
+        ] {
             assert!(written.get(field).is_some(), "{field} is written");
         }
         assert!(written["group"].get("slaves").is_some());

@@ -3,26 +3,29 @@
 //! Sockets are held through the WebSocket Hibernation API; after a wake-up
 //! the core is rebuilt from storage and the sockets' attachments.
 //!
-//! The socket handlers and the alarm are exported by hand rather than through
-//! `#[durable_object]`'s async wrappers: a relayed frame needs no await, so it
-//! is handled synchronously and costs no future and no promise. Only an event
-//! that leaves calls to make or an alarm to set returns a promise.
+//! The class is exported by hand rather than through `#[durable_object]`,
+//! whose async wrappers cost a future and a promise per event and convert
+//! every request and response (reading `request.cf`, rebuilding the
+//! `Response`). Here an event that needs no await (a relayed frame, a
+//! connect) is handled synchronously; only one that leaves calls to make or
+//! an alarm to set returns a promise.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use worker::js_sys::JsString;
+use worker::js_sys::{JsString, Promise};
 use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsCast, JsValue};
-use worker::worker_sys::web_sys;
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket};
+use worker::wasm_bindgen_futures::future_to_promise;
+use worker::worker_sys::{web_sys, DurableObjectState};
+use worker::{Env, State, WebSocket};
 
-use crate::executor::{self, Incoming, SessionIo};
+use crate::executor::{self, Incoming, SessionIo, SessionRequest};
 use crate::glue::{self, now};
 use crate::protocol::MAX_FRAME_BYTES;
 use crate::session_core::{Answer, Frame, Input, SessionCore, StorageFailure, Token};
 use crate::settings::Settings;
 
-#[durable_object(fetch)]
+#[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
 pub struct Session {
     inner: Rc<Inner>,
 }
@@ -35,33 +38,46 @@ struct Inner {
     io: SessionIo,
 }
 
-impl DurableObject for Session {
-    fn new(state: State, env: Env) -> Self {
+#[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
+impl Session {
+    #[wasm_bindgen(constructor)]
+    pub fn new(state: DurableObjectState, env: Env) -> Session {
         if env.var("LOG_LIFECYCLE").is_ok_and(|v| v.to_string() == "true") {
             worker::console_log!("lifecycle: session object constructed");
         }
         let settings = glue::settings(&env);
-        let io = SessionIo::new(state, settings.log_level);
+        let io = SessionIo::new(State::from(state), settings.log_level);
         Session { inner: Rc::new(Inner { env, settings, core: RefCell::new(None), io }) }
     }
 
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
+    /// A connect (answered at once) or a call from another object (whose body
+    /// is read first): the `Response`, or a promise of it.
+    pub fn fetch(&self, req: web_sys::Request) -> JsValue {
         let inner = &self.inner;
-        let input = match executor::session_input(&mut req).await {
-            Ok(input) => input,
-            Err(refusal) => return refusal,
-        };
-        // The answer is made before any await, while the accepted socket is
-        // still this request's.
-        let answer = inner.step(input);
-        let response = inner.io.respond(answer);
-        inner.clone().settle().await;
-        response
+        match executor::session_request(&req) {
+            Err(refusal) => refusal.into(),
+            Ok(SessionRequest::Connect(input)) => {
+                // The answer is made before any await, while the accepted
+                // socket is still this request's.
+                let answer = inner.step(input);
+                let response = inner.io.respond(answer);
+                inner.settle_then(response.into())
+            }
+            Ok(SessionRequest::Call) => {
+                let inner = inner.clone();
+                future_to_promise(async move {
+                    let response = match executor::session_call(&req).await {
+                        Ok(input) => inner.io.respond(inner.step(input)),
+                        Err(refusal) => refusal,
+                    };
+                    inner.settle().await;
+                    Ok(response.into())
+                })
+                .into()
+            }
+        }
     }
-}
 
-#[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
-impl Session {
     #[wasm_bindgen(js_name = webSocketMessage)]
     pub fn web_socket_message(&self, ws: web_sys::WebSocket, message: JsValue) -> JsValue {
         let inner = &self.inner;
@@ -83,7 +99,7 @@ impl Session {
             }
             None => inner.step(Input::Frame { socket, frame: Frame::Binary }),
         };
-        inner.settle_if_needed()
+        inner.settle_then(JsValue::UNDEFINED)
     }
 
     #[wasm_bindgen(js_name = webSocketClose)]
@@ -92,7 +108,7 @@ impl Session {
         if let Some(socket) = inner.token_of(&ws.into()) {
             inner.step(Input::Closed { socket, code });
         }
-        inner.settle_if_needed()
+        inner.settle_then(JsValue::UNDEFINED)
     }
 
     #[wasm_bindgen(js_name = webSocketError)]
@@ -101,13 +117,12 @@ impl Session {
         if let Some(socket) = inner.token_of(&ws.into()) {
             inner.step(Input::Errored { socket });
         }
-        inner.settle_if_needed()
+        inner.settle_then(JsValue::UNDEFINED)
     }
 
-    #[wasm_bindgen(js_name = alarm)]
     pub fn alarm(&self) -> JsValue {
         self.inner.step(Input::Alarm);
-        self.inner.settle_if_needed()
+        self.inner.settle_then(JsValue::UNDEFINED)
     }
 }
 
@@ -124,13 +139,13 @@ impl Inner {
         }
     }
 
-    /// Feeds one input to the core and carries out its effects; a storage
-    /// failure goes back to the core as an input of its own.
     fn step(&self, input: Input<'_>) -> Option<Answer> {
         self.step_with(input, None)
     }
 
-    /// `step` for a text frame, whose JS string the relayed text is cut from.
+    /// Feeds one input to the core and carries out its effects; a storage
+    /// failure goes back to the core as an input of its own. `incoming`: the
+    /// text frame the relayed text is cut from.
     fn step_with(&self, input: Input<'_>, incoming: Option<&Incoming<'_>>) -> Option<Answer> {
         self.ensure_core();
         let mut answer = None;
@@ -142,22 +157,22 @@ impl Inner {
         answer
     }
 
-    /// `undefined` when the event is complete, else a promise of `settle`.
-    fn settle_if_needed(self: &Rc<Self>) -> JsValue {
+    /// `value` when the event is complete, else a promise of it after `settle`.
+    fn settle_then(self: &Rc<Self>, value: JsValue) -> JsValue {
         if !self.io.has_pending_work() {
-            return JsValue::UNDEFINED;
+            return value;
         }
         let inner = self.clone();
-        worker::wasm_bindgen_futures::future_to_promise(async move {
+        let promise: Promise = future_to_promise(async move {
             inner.settle().await;
-            Ok(JsValue::UNDEFINED)
-        })
-        .into()
+            Ok(value)
+        });
+        promise.into()
     }
 
     /// Sends the queued calls in order (each answer goes back to the core),
     /// then sets the alarm.
-    async fn settle(self: Rc<Self>) {
+    async fn settle(&self) {
         if self.io.outbox.claim() {
             while let Some(call) = self.io.outbox.next() {
                 let outcome = executor::send(&self.env, &call).await;
