@@ -7,6 +7,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
 
-bash scripts/build.sh
+# Wasm functions are named in the profile only if the build keeps its name
+# section (a plain build strips it to upload less).
+KEEP_WASM_NAMES=1 bash scripts/build.sh
 say "profiling (about 1 minute)"
 node bench/profile.js
