@@ -11,8 +11,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use futures_util::future::{select, Either};
-use worker::js_sys::JsString;
+use std::rc::Rc;
+
+use worker::js_sys::{JsString, Promise};
 use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsCast, JsValue};
+use worker::wasm_bindgen_futures::future_to_promise;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::ext::ResponseInitExt;
 use worker::worker_sys::web_sys;
@@ -23,7 +26,7 @@ use worker::{
 
 use crate::calls::Outcome;
 use crate::calls::SessionCall;
-use crate::glue::{call, matchmaker_stub, random, session_stub};
+use crate::glue::{call, matchmaker_stub, now, random, session_stub};
 use crate::journal::{Event, Level};
 use crate::matchmaking::Search;
 use crate::protocol::{say, ClientParams, HostParams};
@@ -502,6 +505,86 @@ impl SessionIo {
         self.sockets.borrow_mut().insert(socket, pair.server);
         *self.upgrade.borrow_mut() = Some(pair.client);
         Ok(())
+    }
+}
+
+// ---- the Session object's runtime ------------------------------------------------
+
+/// A Session object's runtime side: its core (rebuilt after a wake-up) and
+/// what carries out the core's effects.
+pub struct SessionRuntime {
+    env: Env,
+    settings: Settings,
+    /// `None` until rebuilt in this incarnation.
+    core: RefCell<Option<SessionCore>>,
+    pub io: SessionIo,
+}
+
+impl SessionRuntime {
+    pub fn new(state: State, env: Env) -> Self {
+        let settings = crate::glue::settings(&env);
+        let io = SessionIo::new(state, settings.log_level);
+        SessionRuntime { env, settings, core: RefCell::new(None), io }
+    }
+
+    pub fn token_of(&self, ws: &WebSocket) -> Option<Token> {
+        self.ensure_core();
+        self.io.token_of(ws)
+    }
+
+    fn ensure_core(&self) {
+        if self.core.borrow().is_none() {
+            let core = self.io.restore(self.settings);
+            *self.core.borrow_mut() = Some(core);
+        }
+    }
+
+    pub fn step(&self, input: Input<'_>) -> Option<Answer> {
+        self.step_with(input, None)
+    }
+
+    /// Feeds one input to the core and carries out its effects; a storage
+    /// failure goes back to the core as an input of its own. `incoming`: the
+    /// text frame the relayed text is cut from.
+    pub fn step_with(&self, input: Input<'_>, incoming: Option<&Incoming<'_>>) -> Option<Answer> {
+        self.ensure_core();
+        let mut answer = None;
+        let mut next = Some(input);
+        while let Some(input) = next.take() {
+            let effects = self.core.borrow_mut().as_mut().expect("ensured").handle(now(), input);
+            next = self.io.execute_all(effects, incoming, &self.core, &mut answer).map(Input::StorageFailed);
+        }
+        answer
+    }
+
+    /// `value` when the event is complete, else a promise of it after `settle`.
+    pub fn settle_then(self: &Rc<Self>, value: JsValue) -> JsValue {
+        if !self.io.has_pending_work() {
+            return value;
+        }
+        let inner = self.clone();
+        let promise: Promise = future_to_promise(async move {
+            inner.settle().await;
+            Ok(value)
+        });
+        promise.into()
+    }
+
+    /// Sends the queued calls in order (each answer goes back to the core),
+    /// then sets the alarm.
+    pub async fn settle(&self) {
+        if self.io.outbox.claim() {
+            while let Some(call) = self.io.outbox.next() {
+                let outcome = send(&self.env, &call).await;
+                self.step(Input::Answer { call, outcome });
+            }
+            self.io.outbox.release();
+        }
+        if let Some(at) = self.io.alarm.take() {
+            if let Err(error) = set_alarm(&self.io.state, at).await {
+                self.step(Input::StorageFailed(StorageFailure::Alarm(error)));
+            }
+        }
     }
 }
 

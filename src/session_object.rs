@@ -10,32 +10,21 @@
 //! connect) is handled synchronously; only one that leaves calls to make or
 //! an alarm to set returns a promise.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
-use worker::js_sys::{JsString, Promise};
+use worker::js_sys::JsString;
 use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsCast, JsValue};
 use worker::wasm_bindgen_futures::future_to_promise;
 use worker::worker_sys::{web_sys, DurableObjectState};
-use worker::{Env, State, WebSocket};
+use worker::{Env, State};
 
-use crate::executor::{self, Incoming, SessionIo, SessionRequest};
-use crate::glue::{self, now};
+use crate::executor::{self, Incoming, SessionRequest, SessionRuntime};
 use crate::protocol::MAX_FRAME_BYTES;
-use crate::session_core::{Answer, Frame, Input, SessionCore, StorageFailure, Token};
-use crate::settings::Settings;
+use crate::session_core::{Frame, Input};
 
 #[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
 pub struct Session {
-    inner: Rc<Inner>,
-}
-
-struct Inner {
-    env: Env,
-    settings: Settings,
-    /// `None` until rebuilt in this incarnation.
-    core: RefCell<Option<SessionCore>>,
-    io: SessionIo,
+    inner: Rc<SessionRuntime>,
 }
 
 #[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
@@ -45,9 +34,7 @@ impl Session {
         if env.var("LOG_LIFECYCLE").is_ok_and(|v| v.to_string() == "true") {
             worker::console_log!("lifecycle: session object constructed");
         }
-        let settings = glue::settings(&env);
-        let io = SessionIo::new(State::from(state), settings.log_level);
-        Session { inner: Rc::new(Inner { env, settings, core: RefCell::new(None), io }) }
+        Session { inner: Rc::new(SessionRuntime::new(State::from(state), env)) }
     }
 
     /// A connect (answered at once) or a call from another object (whose body
@@ -123,67 +110,5 @@ impl Session {
     pub fn alarm(&self) -> JsValue {
         self.inner.step(Input::Alarm);
         self.inner.settle_then(JsValue::UNDEFINED)
-    }
-}
-
-impl Inner {
-    fn token_of(&self, ws: &WebSocket) -> Option<Token> {
-        self.ensure_core();
-        self.io.token_of(ws)
-    }
-
-    fn ensure_core(&self) {
-        if self.core.borrow().is_none() {
-            let core = self.io.restore(self.settings);
-            *self.core.borrow_mut() = Some(core);
-        }
-    }
-
-    fn step(&self, input: Input<'_>) -> Option<Answer> {
-        self.step_with(input, None)
-    }
-
-    /// Feeds one input to the core and carries out its effects; a storage
-    /// failure goes back to the core as an input of its own. `incoming`: the
-    /// text frame the relayed text is cut from.
-    fn step_with(&self, input: Input<'_>, incoming: Option<&Incoming<'_>>) -> Option<Answer> {
-        self.ensure_core();
-        let mut answer = None;
-        let mut next = Some(input);
-        while let Some(input) = next.take() {
-            let effects = self.core.borrow_mut().as_mut().expect("ensured").handle(now(), input);
-            next = self.io.execute_all(effects, incoming, &self.core, &mut answer).map(Input::StorageFailed);
-        }
-        answer
-    }
-
-    /// `value` when the event is complete, else a promise of it after `settle`.
-    fn settle_then(self: &Rc<Self>, value: JsValue) -> JsValue {
-        if !self.io.has_pending_work() {
-            return value;
-        }
-        let inner = self.clone();
-        let promise: Promise = future_to_promise(async move {
-            inner.settle().await;
-            Ok(value)
-        });
-        promise.into()
-    }
-
-    /// Sends the queued calls in order (each answer goes back to the core),
-    /// then sets the alarm.
-    async fn settle(&self) {
-        if self.io.outbox.claim() {
-            while let Some(call) = self.io.outbox.next() {
-                let outcome = executor::send(&self.env, &call).await;
-                self.step(Input::Answer { call, outcome });
-            }
-            self.io.outbox.release();
-        }
-        if let Some(at) = self.io.alarm.take() {
-            if let Err(error) = executor::set_alarm(&self.io.state, at).await {
-                self.step(Input::StorageFailed(StorageFailure::Alarm(error)));
-            }
-        }
     }
 }
