@@ -16,7 +16,8 @@ pub struct Settings {
     /// refill). A host may send `max_clients` times as many: it talks to all.
     pub rate_per_second: f64,
     /// Frames a client socket may send in a burst (token bucket size); a
-    /// host's burst is `max_clients` times this.
+    /// host's burst is twice this (a burst to all its clients at once fits,
+    /// and a host's flood is still cut off within about a second).
     pub rate_burst: f64,
     /// Bytes a client socket may send per second, sustained; a host may send
     /// `max_clients` times as many.
@@ -36,13 +37,13 @@ impl Default for Settings {
             keep_alive_ms: 30_000.0,
             reconnect_ms: 120_000.0,
             max_clients: 8,
-            // A 60 Hz game sends 60 frames/s per player: well inside 100/s,
-            // with 200 frames of slack for a catch-up burst. A flood at the
-            // relay's processing speed (thousands/s) empties the bucket in
-            // well under a second, so the abuser is cut off before the
-            // runtime's backlog of its frames grows.
-            rate_per_second: 100.0,
-            rate_burst: 200.0,
+            // A 60 Hz game sends 60 frames/s per player: well inside 200/s,
+            // with 500 frames of slack for a catch-up burst (or a test's
+            // burst of messages). A flood at the relay's processing speed
+            // (thousands/s) empties the bucket in a fraction of a second, so
+            // the abuser is cut off before the runtime's backlog grows.
+            rate_per_second: 200.0,
+            rate_burst: 500.0,
             // Bytes: what a receiver that does not read can be made to hold
             // (the runtime buffers unsent frames without limit, and the relay
             // cannot see how many). 1 MiB/s sustained and a 4 MiB burst per
@@ -74,7 +75,7 @@ impl Settings {
         let scale = if host { self.max_clients as f64 } else { 1.0 };
         Limits {
             per_second: self.rate_per_second * scale,
-            burst: self.rate_burst * scale,
+            burst: self.rate_burst * if host { 2.0 } else { 1.0 },
             bytes_per_second: self.rate_bytes_per_second * scale,
             bytes_burst: self.rate_bytes_burst * scale,
         }

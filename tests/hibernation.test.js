@@ -81,7 +81,7 @@ test('messages queued for an absent host survive eviction, in order', async () =
 
 test('sessions and queued messages survive a restart of wrangler dev (same --persist-to)', async () => {
   let relay = await relayWith({ vars: { RECONNECT_SECONDS: '120' } });
-  const { persistTo, port } = relay;
+  const { persistTo } = relay;
   // One session waits for its host with queued messages; one has its host connected.
   const waiting = await host(relay);
   const c1 = await join(relay, waiting, 'client=p1');
@@ -94,11 +94,16 @@ test('sessions and queued messages survive a restart of wrangler dev (same --per
   await join(relay, live);
 
   await relay.stop();
-  relay = await relayWith({ persistTo, port });
+  // A new port: the old one may still be held for a moment after the stop.
+  relay = await relayWith({ persistTo });
 
   const back = new Peer(`${relay.ws}/session?id=${waiting.sid}&secret=${waiting.secret}`);
   back.sid = waiting.sid;
-  assert.deepEqual(await back.take(5), [`session: ${waiting.sid}`, `secret: ${waiting.secret}`, '1: m1', '2: m2', '1: m3']);
+  assert.deepEqual(await back.take(2), [`session: ${waiting.sid}`, `secret: ${waiting.secret}`]);
+  // Frames on two connections have no order between them; each client's do.
+  const replayed = await back.take(3);
+  assert.deepEqual([...replayed].sort(), ['1: m1', '1: m3', '2: m2']);
+  assert.ok(replayed.indexOf('1: m1') < replayed.indexOf('1: m3'), replayed.join(' | '));
   const p2 = await join(relay, back, 'client=p2');
   assert.equal(p2.id, 2, 'uuids keep their ids across the restart');
   // The host that was connected when the runtime went down can take over.

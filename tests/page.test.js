@@ -158,7 +158,8 @@ test('settings table: RATE_LIMIT_*, MAX_SEARCHES; the 256-byte keepAlive limit i
   const byName = Object.fromEntries(rows.map((r) => [r[0], r[1]]));
   assert.deepEqual(
     { ...byName },
-    { KEEP_ALIVE_SECONDS: '30', RECONNECT_SECONDS: '120', MAX_CLIENTS: '8', RATE_LIMIT_PER_SECOND: '1000', RATE_LIMIT_BURST: '10000',
+    { KEEP_ALIVE_SECONDS: '30', RECONNECT_SECONDS: '120', MAX_CLIENTS: '8', RATE_LIMIT_PER_SECOND: '200', RATE_LIMIT_BURST: '500',
+      RATE_LIMIT_BYTES_PER_SECOND: '1048576', RATE_LIMIT_BYTES_BURST: '4194304',
       MAX_SEARCHES: '10000', STEAM_API_BASE: 'https://api.steampowered.com' },
   );
   const keepAliveRow = await page.$$eval('#params + .table-wrap tbody tr', (trs) => trs.map((tr) => tr.textContent).find((t) => t.includes('keepAlive=')));
