@@ -580,9 +580,16 @@ impl SessionRuntime {
             }
             self.io.outbox.release();
         }
-        if let Some(at) = self.io.alarm.take() {
-            if let Err(error) = set_alarm(&self.io.state, at).await {
-                self.step(Input::StorageFailed(StorageFailure::Alarm(error)));
+        // A failed alarm goes back to the core, which asks for it again: a
+        // few tries, so a passing storage fault cannot leave a session
+        // without its deadlines.
+        for _ in 0..3 {
+            let Some(at) = self.io.alarm.take() else { break };
+            match set_alarm(&self.io.state, at).await {
+                Ok(()) => break,
+                Err(error) => {
+                    self.step(Input::StorageFailed(StorageFailure::Alarm(error)));
+                }
             }
         }
     }

@@ -87,6 +87,9 @@ struct Job {
     id: JobId,
     link: Match,
     step: Step,
+    /// The master's search, if this link filled it (it left the pool): put
+    /// back if the link falls through.
+    filled: Option<Search>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,7 +115,8 @@ impl MatchmakerCore {
         next_seq: u64,
         stats: Vec<(String, SessionCounts)>,
     ) -> Self {
-        let mut pool = Pool { next_seq, ..Pool::default() };
+        let mut pool = Pool::default();
+        pool.next_seq = next_seq;
         for search in searches {
             pool.next_seq = pool.next_seq.max(search.seq);
             pool.searches.insert(search.sid.clone(), search);
@@ -226,8 +230,15 @@ impl MatchmakerCore {
 
     /// Registers a search, makes every match it allows and queues their
     /// announcements, all at once: no other input sees a half-made match.
-    fn search(&mut self, search: Search, friends: Option<&HashSet<String>>, out: &mut Vec<Effect>) {
+    fn search(&mut self, mut search: Search, friends: Option<&HashSet<String>>, out: &mut Vec<Effect>) {
         let sid = search.sid.clone();
+        // Links still being announced hold their ranges.
+        for job in self.chains.get(&sid).into_iter().flatten() {
+            let range = (job.link.offset, job.link.span);
+            if !search.used.contains(&range) {
+                search.used.push(range);
+            }
+        }
         let seq_before = self.pool.next_seq;
         let matches = self.pool.search(search, friends, self.settings.max_clients);
         if self.pool.next_seq != seq_before {
@@ -254,7 +265,8 @@ impl MatchmakerCore {
 
     fn queue_announcement(&mut self, link: Match, out: &mut Vec<Effect>) {
         self.next_job += 1;
-        let job = Job { id: self.next_job, link, step: Step::Slave };
+        let filled = self.pool.take_filled(&link.master);
+        let job = Job { id: self.next_job, link, step: Step::Slave, filled };
         let chain = self.chains.entry(job.link.master.clone()).or_default();
         chain.push_back(job);
         if chain.len() == 1 {
@@ -268,6 +280,7 @@ impl MatchmakerCore {
             return;
         };
         let master = master.clone();
+        let more_queued = chain.len() > 1;
         let job = chain.front_mut().expect("found above");
         let ok_body = match &outcome {
             Outcome::Status(OK_STATUS, body) => Some(body.clone()),
@@ -277,7 +290,9 @@ impl MatchmakerCore {
             (Step::Slave, Some(body)) => {
                 let clients: Vec<u32> = serde_json::from_str(&body).unwrap_or_default();
                 job.step = Step::Master;
-                let searching = self.pool.contains(&master);
+                // Still looking if in the pool, or if more links to it are on
+                // their way (one of those may be the one that fills it).
+                let searching = self.pool.contains(&master) || more_queued;
                 let call = SessionCall::LinkedAsMaster {
                     slave: job.link.slave.clone(),
                     offset: job.link.offset,
@@ -295,7 +310,11 @@ impl MatchmakerCore {
                         .with("slave", job.link.slave.as_str()),
                 ));
                 let offset = job.link.offset;
-                self.pool.free_range(&master, offset);
+                match job.filled.take() {
+                    // The link that filled it fell through: it looks again.
+                    Some(search) if !self.pool.contains(&master) => self.pool.restore(search, offset),
+                    _ => self.pool.free_range(&master, offset),
+                }
                 if let Some(search) = self.pool.searches.get(&master) {
                     out.push(Effect::SaveSearch(search.clone()));
                 }

@@ -129,6 +129,9 @@ fn pair(master: &Search, slave: &Search, max: u32) -> Option<Match> {
 pub struct Pool {
     pub searches: BTreeMap<String, Search>,
     pub next_seq: u64,
+    /// Masters the last `search` filled (see `take_filled`); memory only.
+    #[serde(skip)]
+    filled: BTreeMap<String, Search>,
 }
 
 impl Pool {
@@ -206,9 +209,25 @@ impl Pool {
         if let Some(master) = self.searches.get_mut(&m.master) {
             master.used.push((m.offset, m.span));
             if master.is_full(max) {
-                self.searches.remove(&m.master);
+                let full = self.searches.remove(&m.master).expect("just found");
+                self.filled.insert(m.master.clone(), full);
             }
         }
+    }
+
+    /// A master the last `search` removed because it was full, as it was then:
+    /// if the link that filled it falls through, it goes back in the pool.
+    pub fn take_filled(&mut self, master: &str) -> Option<Search> {
+        self.filled.remove(master)
+    }
+
+    /// Puts back a master whose filling link fell through, without that
+    /// link's range.
+    pub fn restore(&mut self, mut search: Search, freed_offset: u32) {
+        if let Some(pos) = search.used.iter().skip(1).position(|r| r.0 == freed_offset) {
+            search.used.remove(pos + 1);
+        }
+        self.searches.insert(search.sid.clone(), search);
     }
 }
 

@@ -631,3 +631,63 @@ fn a_byte_stream_beyond_the_byte_limit_is_closed_like_a_flood() {
     assert!(bus.is_open(&h));
     assert_eq!(settings.limits(false).bytes_burst, 4.0 * 1024.0 * 1024.0);
 }
+
+// ---- races found in review: a link's steps interleaved with other events -------
+
+fn raw(bus: &mut Bus, s: &Sock, text: &str) {
+    bus.input(&s.sid, crate::session_core::Input::Frame { socket: s.token, frame: Frame::Text(text) });
+}
+
+#[test]
+fn a_link_that_reaches_a_master_after_it_left_its_search_is_refused() {
+    let mut bus = bus();
+    let (m, _) = room(&mut bus, "m", 1);
+    let (s, sc) = room(&mut bus, "s", 2);
+    bus.send(&m, "/join-session master");
+    raw(&mut bus, &s, "/join-session slave");
+    assert!(bus.step()); // the search: m <- s at offset 1
+    assert!(bus.step()); // s is told; m not yet
+    raw(&mut bus, &m, "/leave-session");
+    let own = bus.client("m", "").unwrap(); // m admits clients again: id 2
+    bus.settle();
+    let frames = bus.frames(&m);
+    assert_eq!(frames.iter().filter(|f| *f == "connected: 2").count(), 1, "{frames:?}");
+    assert!(!frames.iter().any(|f| f.starts_with("!added-slave")), "{frames:?}");
+    assert_eq!(bus.frames(&s), vec!["!set-master: m", "!master-left"]);
+    bus.send(&m, "2: hello");
+    assert_eq!(bus.frames(&own), vec!["hello"]);
+    assert!(bus.frames(&sc[0]).is_empty());
+}
+
+#[test]
+fn a_search_renewed_during_an_announcement_keeps_the_announced_range() {
+    let mut bus = bus();
+    let (m, _) = room(&mut bus, "m", 1);
+    let (s1, _) = room(&mut bus, "s1", 1);
+    let (s2, _) = room(&mut bus, "s2", 1);
+    bus.send(&m, "/join-session master");
+    raw(&mut bus, &s1, "/join-session slave");
+    assert!(bus.step()); // s1 matched at offset 1, its announcement under way
+    raw(&mut bus, &m, "/join-session master"); // renewed without s1's range
+    bus.settle();
+    bus.send(&s2, "/join-session slave");
+    let frames = bus.frames(&m);
+    assert_eq!(frames, vec!["!added-slave: s1", "connected: 2", "!added-slave: s2", "connected: 3"]);
+}
+
+#[test]
+fn a_master_filled_by_a_link_that_falls_through_looks_again() {
+    let mut bus = bus();
+    let (m, _) = room(&mut bus, "m", 4);
+    let (s, _) = room(&mut bus, "s", 4);
+    bus.send(&m, "/join-session master");
+    raw(&mut bus, &s, "/join-session slave");
+    assert!(bus.step()); // matched; m is full and leaves the pool
+    bus.input("s", crate::session_core::Input::Closed { socket: s.token, code: 1000 }); // s's host leaves
+    bus.settle();
+    assert!(bus.frames(&m).is_empty(), "no link was made");
+    assert!(bus.mm.pool().contains("m"), "m looks again");
+    let (s2, _) = room(&mut bus, "s2", 1);
+    bus.send(&s2, "/join-session slave");
+    assert_eq!(bus.frames(&m), vec!["!added-slave: s2", "connected: 5"]);
+}

@@ -338,13 +338,20 @@ impl SessionCore {
             Input::Frame { socket, frame } => self.frame(now, socket, frame, &mut out),
             Input::Closed { socket, code } => {
                 if self.sockets.contains_key(&socket) {
+                    self.mark_closed(socket, &mut out);
                     // Complete the handshake the peer started; 1005/1006 may not be sent.
                     let code = if code == 1005 || code == 1006 { 1000 } else { code };
                     out.push(Effect::Close { to: socket, close: Close { code, reason: "bye" } });
                     self.depart(now, socket, &mut out);
                 }
             }
-            Input::Errored { socket } => self.depart(now, socket, &mut out),
+            Input::Errored { socket } => {
+                if self.sockets.contains_key(&socket) {
+                    self.mark_closed(socket, &mut out);
+                    out.push(Effect::Close { to: socket, close: Close { code: 1011, reason: "socket error" } });
+                    self.depart(now, socket, &mut out);
+                }
+            }
             Input::Alarm => self.alarm_fired(now, &mut out),
             Input::Call(call) => self.call(call, &mut out),
             Input::Answer { call, outcome } => self.answer(now, call, outcome, &mut out),
@@ -404,6 +411,14 @@ impl SessionCore {
     fn persist(&mut self, out: &mut Out<'_>) {
         self.timers_dirty = true;
         out.push(Effect::Persist);
+    }
+
+    /// Marks a socket its peer closed, so that if the runtime still lists it
+    /// after a wake-up it is not counted again.
+    fn mark_closed(&self, socket: Token, out: &mut Out<'_>) {
+        if let Some(info) = self.sockets.get(&socket) {
+            out.push(Effect::Attach { socket, info: SocketInfo { closed: true, ..info.clone() } });
+        }
     }
 
     /// Drops a socket from the live set. `current`: it was the session's host,
@@ -1041,7 +1056,10 @@ impl SessionCore {
             SessionCall::LinkedAsMaster { slave, offset, span, clients, searching } => {
                 let own: Vec<u32> = self.clients.keys().copied().collect();
                 let record = self.record.as_mut().expect("checked");
-                if record.group.master.is_some() || record.group.slaves.iter().any(|s| s.sid == slave) {
+                if record.group.master.is_some()
+                    || record.group.frozen.is_none()
+                    || record.group.slaves.iter().any(|s| s.sid == slave)
+                {
                     return respond(out, CONFLICT_STATUS, "cannot lead");
                 }
                 let clients: BTreeSet<u32> =
