@@ -20,7 +20,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::ext::ResponseInitExt;
 use worker::worker_sys::web_sys;
 use worker::{
-    console_error, console_log, console_warn, Delay, Env, Fetch, Result, SqlStorage, SqlStorageValue, State, WebSocket,
+    console_error, console_log, console_warn, Delay, Env, Result, SqlStorage, SqlStorageValue, State, WebSocket,
     WebSocketPair,
 };
 
@@ -35,6 +35,7 @@ use crate::secrets;
 use crate::session_core::{Answer, CallBody, Effect, Input, OutgoingCall, Peer, SessionCore, StorageFailure, Token};
 use crate::settings::Settings;
 use crate::stats::SessionCounts;
+use crate::url_parts;
 
 // ---- log -------------------------------------------------------------------------
 
@@ -193,8 +194,8 @@ pub async fn send(env: &Env, outgoing: &OutgoingCall) -> Outcome {
         Peer::Matchmaker => matchmaker_stub(env),
     };
     let result = match (stub, &outgoing.body) {
-        (Ok(stub), CallBody::Session(c)) => call(&stub, c).await,
-        (Ok(stub), CallBody::Matchmaker(c)) => call(&stub, c).await,
+        (Ok(stub), CallBody::Session(c)) => call(stub, c).await,
+        (Ok(stub), CallBody::Matchmaker(c)) => call(stub, c).await,
         (Err(e), _) => Err(e),
     };
     match result {
@@ -226,12 +227,13 @@ pub enum SessionRequest {
 /// `worker::Request`, which would read `request.cf`); a bad one gets its
 /// refusal.
 pub fn session_request(req: &web_sys::Request) -> std::result::Result<SessionRequest, web_sys::Response> {
-    let url = worker::Url::parse(&req.url()).map_err(|e| plain(400, &e.to_string()))?;
-    if req.method() == "POST" && url.path() == "/internal" {
+    let url = req.url();
+    let (path, query) = url_parts::split(&url);
+    if req.method() == "POST" && path == "/internal" {
         return Ok(SessionRequest::Call);
     }
-    let query = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned()));
-    let input = if url.path() == "/session" {
+    let query = url_parts::pairs(query);
+    let input = if path == "/session" {
         HostParams::from_query(query)
             .map(|params| Input::HostConnect { params, fresh_secret: secrets::secret(random()) })
     } else {
@@ -284,6 +286,9 @@ impl Incoming<'_> {
 
 #[wasm_bindgen]
 extern "C" {
+    /// The global `fetch`, for a plain GET to another host (the Steam API).
+    #[wasm_bindgen(js_name = fetch)]
+    fn global_fetch(url: &str) -> Promise;
     /// The runtime's WebSocket, for the one call web_sys lacks.
     type JsSocket;
     /// `WebSocket.send` with a JS string, which web_sys only takes as `&str`.
@@ -731,13 +736,14 @@ pub async fn friends_of(env: &Env, search: &Search) -> std::result::Result<HashS
         key,
         steam_id
     );
-    let url = worker::Url::parse(&url).map_err(|e| e.to_string())?;
     let request = Box::pin(async move {
-        let mut response = Fetch::Url(url).send().await.map_err(|e| e.to_string())?;
-        if response.status_code() != 200 {
-            return Err(format!("status {}", response.status_code()));
+        let response: web_sys::Response =
+            JsFuture::from(global_fetch(&url)).await.map_err(|e| format!("{e:?}"))?.unchecked_into();
+        if response.status() != 200 {
+            return Err(format!("status {}", response.status()));
         }
-        response.text().await.map_err(|e| e.to_string())
+        let text = response.text().map_err(|e| format!("{e:?}"))?;
+        JsFuture::from(text).await.map_err(|e| format!("{e:?}"))?.as_string().ok_or_else(|| "no text".to_string())
     });
     let timeout = Delay::from(std::time::Duration::from_millis(STEAM_TIMEOUT_MS));
     let body = match select(request, timeout).await {

@@ -2,7 +2,10 @@
 //! randomness, settings, plain-text answers and calls between objects.
 
 use serde::Serialize;
-use worker::{Env, Method, Request, RequestInit, Response, Result, Stub};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::worker_sys::web_sys;
+use worker::{Env, Response, Result, Stub};
 
 use crate::settings::Settings;
 
@@ -46,17 +49,22 @@ pub fn matchmaker_stub(env: &Env) -> Result<Stub> {
     env.durable_object(MATCHMAKER_BINDING)?.id_from_name(MATCHMAKER_NAME)?.get_stub()
 }
 
-pub fn is_internal(req: &Request) -> bool {
-    req.method() == Method::Post && req.path() == "/internal"
+/// Posts a call to another object; returns its status and body. Built on the
+/// runtime's own `Request`/`Response`: `worker::Request` would parse the URL
+/// (and pull a URL parser into the Worker) and read `request.cf`.
+pub async fn call(stub: Stub, body: &impl Serialize) -> Result<(u16, String)> {
+    let json = serde_json::to_string(body)?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JsValue::from_str(&json));
+    let req = web_sys::Request::new_with_str_and_init(INTERNAL_URL, &init)?;
+    let object = stub.into_rpc::<worker::worker_sys::DurableObject>();
+    let res: web_sys::Response = JsFuture::from(object.fetch_with_request(&req)?).await?.unchecked_into();
+    let text = JsFuture::from(res.text()?).await?.as_string().unwrap_or_default();
+    Ok((res.status(), text))
 }
 
-/// Posts a call to another object; returns its status and body.
-pub async fn call(stub: &Stub, body: &impl Serialize) -> Result<(u16, String)> {
-    let json = serde_json::to_string(body)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(json.into()));
-    let req = Request::new_with_init(INTERNAL_URL, &init)?;
-    let mut res = stub.fetch_with_request(req).await?;
-    let status = res.status_code();
-    Ok((status, res.text().await?))
+/// True for a call from another object: `POST /internal`.
+pub fn is_internal(req: &web_sys::Request) -> bool {
+    req.method() == "POST" && crate::url_parts::split(&req.url()).0 == "/internal"
 }

@@ -25,6 +25,7 @@ pub mod secrets;
 pub mod session_core;
 pub mod settings;
 pub mod stats;
+pub mod url_parts;
 
 #[cfg(test)]
 mod invariants;

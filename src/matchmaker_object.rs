@@ -3,45 +3,69 @@
 //! rows for the pool and the figures, Steam friend lists, and the calls that
 //! announce links (run concurrently across masters; the core keeps each
 //! master's in order).
+//!
+//! Exported by hand, like the Session class, on the runtime's own `Request`
+//! and `Response`: no URL parsing, no `request.cf`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use futures_util::future::join_all;
-use std::cell::RefCell;
-use worker::{durable_object, wasm_bindgen, DurableObject, Env, Request, Response, Result, State};
+use worker::js_sys::Promise;
+use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsValue};
+use worker::wasm_bindgen_futures::{future_to_promise, JsFuture};
+use worker::worker_sys::{web_sys, DurableObjectState};
+use worker::{Env, State};
 
 use crate::calls::{MatchmakerCall, Outcome};
-use crate::executor::{self, emit, MatchmakerStore};
-use crate::glue::{self, call, is_internal, now, session_stub, text};
+use crate::executor::{self, emit, plain, MatchmakerStore};
+use crate::glue::{self, call, is_internal, now, session_stub};
 use crate::journal::Level;
 use crate::matchmaker_core::{Effect, Input, MatchmakerCore};
 
-#[durable_object]
+#[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
 pub struct Matchmaker {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
     env: Env,
     log_level: Level,
     store: MatchmakerStore,
     core: RefCell<Option<MatchmakerCore>>,
 }
 
-impl DurableObject for Matchmaker {
-    fn new(state: State, env: Env) -> Self {
+#[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
+impl Matchmaker {
+    #[wasm_bindgen(constructor)]
+    pub fn new(state: DurableObjectState, env: Env) -> Matchmaker {
         let log_level = glue::settings(&env).log_level;
-        Matchmaker { store: MatchmakerStore::new(&state, log_level), log_level, env, core: RefCell::new(None) }
+        let store = MatchmakerStore::new(&State::from(state), log_level);
+        Matchmaker { inner: Rc::new(Inner { env, log_level, store, core: RefCell::new(None) }) }
     }
 
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
-        if !is_internal(&req) {
-            return text(404, crate::protocol::http::NOT_FOUND);
-        }
-        let call: MatchmakerCall = match req.json().await {
-            Ok(call) => call,
-            Err(e) => return text(400, &format!("bad matchmaker call: {e}")),
-        };
-        let (status, body) = self.run(Input::Call(call)).await;
-        text(status, &body)
+    /// A call from a Session object (or the router's `/stats`).
+    pub fn fetch(&self, req: web_sys::Request) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            if !is_internal(&req) {
+                return Ok(plain(404, crate::protocol::http::NOT_FOUND).into());
+            }
+            let body = match req.text() {
+                Ok(text) => JsFuture::from(text).await.ok().and_then(|t| t.as_string()).unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            let call: MatchmakerCall = match serde_json::from_str(&body) {
+                Ok(call) => call,
+                Err(e) => return Ok(plain(400, &format!("bad matchmaker call: {e}")).into()),
+            };
+            let (status, body) = inner.run(Input::Call(call)).await;
+            Ok(JsValue::from(plain(status, &body)))
+        })
     }
 }
 
-impl Matchmaker {
+impl Inner {
     fn handle(&self, input: Input) -> Vec<Effect> {
         if self.core.borrow().is_none() {
             let loaded = self.store.load();
@@ -78,7 +102,7 @@ impl Matchmaker {
             }
             let told = join_all(tells.into_iter().map(|(job, to, body)| async move {
                 let outcome = match session_stub(&self.env, &to) {
-                    Ok(stub) => match call(&stub, &body).await {
+                    Ok(stub) => match call(stub, &body).await {
                         Ok((status, body)) => Outcome::Status(status, body),
                         Err(e) => Outcome::Failed(e.to_string()),
                     },

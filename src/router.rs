@@ -20,6 +20,7 @@ use crate::page;
 use crate::protocol::{http, route, ClientParams, HostParams, Route};
 use crate::secrets::new_session_id;
 use crate::settings::{AllowedOrigins, Settings};
+use crate::url_parts;
 use crate::VERSION;
 
 /// The in-repo protocol, served so the page can link it wherever it runs.
@@ -108,8 +109,9 @@ fn clip(s: &str, max: usize) -> &str {
 }
 
 async fn handle(req: Request, env: Env, settings: &Settings) -> Result<web_sys::Response> {
-    let url = worker::Url::parse(&req.url())?;
-    let path = url.path().to_string();
+    let url = req.url();
+    let (path, query_string) = url_parts::split(&url);
+    let path = path.to_string();
     let get = method(&req) == Method::Get;
     let read = get || method(&req) == Method::Head;
 
@@ -146,7 +148,7 @@ async fn handle(req: Request, env: Env, settings: &Settings) -> Result<web_sys::
     if !origins.allows(header(&req, "Origin").as_deref()) {
         return refuse(settings, &req, &path, 403, body::ORIGIN_NOT_ALLOWED);
     }
-    let query = || url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned()));
+    let query = || url_parts::pairs(query_string);
     match route {
         Route::NotFound => unreachable!("answered above"),
         Route::Host => {
@@ -160,13 +162,15 @@ async fn handle(req: Request, env: Env, settings: &Settings) -> Result<web_sys::
             // The object is chosen by session id, so a relay-made id is drawn
             // here and handed on in the URL.
             let sid = params.id.clone().unwrap_or_else(new_session_id);
-            let mut forward = url.clone();
-            if params.id.is_none() {
-                forward.query_pairs_mut().append_pair("id", &sid);
-            }
+            // A v4 UUID needs no escaping in a query.
+            let forward = match (params.id.is_none(), query_string.is_empty()) {
+                (false, _) => url.clone(),
+                (true, true) => format!("{}?id={sid}", url.split(['?', '#']).next().unwrap_or(&url)),
+                (true, false) => format!("{}&id={sid}", url.split('#').next().unwrap_or(&url)),
+            };
             let init = web_sys::RequestInit::new();
             init.set_headers(&req.headers());
-            let forwarded = Request::new_with_str_and_init(forward.as_str(), &init)?;
+            let forwarded = Request::new_with_str_and_init(&forward, &init)?;
             self::forward(&env, &sid, &forwarded).await
         }
         Route::Client { session_id } => {
@@ -197,7 +201,7 @@ fn serve(req: &Request, asset: page::Asset) -> Result<Response> {
 /// `GET /stats`: the Matchmaker's relay-wide figures, the JSON of `!stats`.
 async fn stats(env: &Env, settings: &Settings) -> Result<Response> {
     let answer = match matchmaker_stub(env) {
-        Ok(stub) => call(&stub, &MatchmakerCall::Stats).await,
+        Ok(stub) => call(stub, &MatchmakerCall::Stats).await,
         Err(e) => Err(e),
     };
     match answer {
