@@ -26,7 +26,7 @@ use worker::{
 
 use crate::calls::Outcome;
 use crate::calls::SessionCall;
-use crate::glue::{call, matchmaker_stub, now, random, session_stub};
+use crate::glue::{body_text, call, matchmaker_stub, now, random, session_stub, text};
 use crate::journal::{Event, Level};
 use crate::matchmaking::Search;
 use crate::protocol::{say, ClientParams, HostParams};
@@ -239,23 +239,15 @@ pub fn session_request(req: &web_sys::Request) -> std::result::Result<SessionReq
     } else {
         ClientParams::from_query(query).map(|params| Input::ClientConnect { params })
     };
-    input.map(SessionRequest::Connect).map_err(|e| plain(400, &e.to_string()))
+    input.map(SessionRequest::Connect).map_err(|e| text(400, &e.to_string()))
 }
 
 /// A call's JSON body as the session input it carries.
 pub async fn session_call(req: &web_sys::Request) -> std::result::Result<Input<'static>, web_sys::Response> {
-    let text = async { JsFuture::from(req.text()?).await?.as_string().ok_or(JsValue::NULL) };
-    let body = text.await.map_err(|_| plain(400, "bad internal call: unreadable body"))?;
+    let body = body_text(req.text()).await.map_err(|_| text(400, "bad internal call: unreadable body"))?;
     serde_json::from_str::<SessionCall>(&body)
         .map(Input::Call)
-        .map_err(|e| plain(400, &format!("bad internal call: {e}")))
-}
-
-/// A plain-text response, built straight on the runtime's `Response`.
-pub fn plain(status: u16, body: &str) -> web_sys::Response {
-    let init = web_sys::ResponseInit::new();
-    init.set_status(status);
-    web_sys::Response::new_with_opt_str_and_init(Some(body), &init).expect("a text response can always be made")
+        .map_err(|e| text(400, &format!("bad internal call: {e}")))
 }
 
 /// The text frame being handled: the runtime's JS string and the copy the
@@ -345,10 +337,10 @@ impl SessionIo {
                     web_sys::Response::new_with_opt_str_and_init(None, &init)
                         .expect("an upgrade can always be answered")
                 }
-                None => plain(500, "the socket was not accepted"),
+                None => text(500, "the socket was not accepted"),
             },
-            Some(Answer::Text { status, body }) => plain(status, &body),
-            None => plain(500, "no answer"),
+            Some(Answer::Text { status, body }) => text(status, &body),
+            None => text(500, "no answer"),
         }
     }
 
@@ -660,6 +652,17 @@ impl MatchmakerStore {
         );
     }
 
+    /// The rows a query reads; a storage error is logged, not hidden.
+    fn rows<T: serde::de::DeserializeOwned>(&self, query: &str) -> Vec<T> {
+        self.sql.exec(query, None).and_then(|c| c.to_array::<T>()).unwrap_or_else(|e| {
+            emit(
+                self.log_level,
+                &Event::error("storage_error").with("op", "matchmaker read").with("error", e.to_string()),
+            );
+            Vec::new()
+        })
+    }
+
     /// Reads the pool and the figures back after a wake-up.
     pub fn load(&self) -> MatchmakerState {
         let sql = &self.sql;
@@ -683,23 +686,22 @@ impl MatchmakerStore {
             clients: i64,
             players: i64,
         }
-        let searches = sql
-            .exec("SELECT search FROM searches", None)
-            .and_then(|c| c.to_array::<SearchRow>())
-            .unwrap_or_default()
+        let searches = self
+            .rows::<SearchRow>("SELECT search FROM searches")
             .into_iter()
-            .filter_map(|row| serde_json::from_str::<Search>(&row.search).ok())
+            .filter_map(|row| match serde_json::from_str::<Search>(&row.search) {
+                Ok(search) => Some(search),
+                Err(e) => {
+                    let event =
+                        Event::error("storage_error").with("op", "unreadable search").with("error", e.to_string());
+                    emit(self.log_level, &event);
+                    None
+                }
+            })
             .collect();
-        let next_seq = sql
-            .exec("SELECT v FROM meta WHERE k = 'next_seq'", None)
-            .and_then(|c| c.to_array::<SeqRow>())
-            .ok()
-            .and_then(|rows| rows.first().map(|r| r.v as u64))
-            .unwrap_or(0);
-        let stats = sql
-            .exec("SELECT sid, hosts, clients, players FROM stats", None)
-            .and_then(|c| c.to_array::<StatsRow>())
-            .unwrap_or_default()
+        let next_seq = self.rows::<SeqRow>("SELECT v FROM meta WHERE k = 'next_seq'").first().map_or(0, |r| r.v as u64);
+        let stats = self
+            .rows::<StatsRow>("SELECT sid, hosts, clients, players FROM stats")
             .into_iter()
             .map(|r| {
                 let counts =
@@ -742,8 +744,7 @@ pub async fn friends_of(env: &Env, search: &Search) -> std::result::Result<HashS
         if response.status() != 200 {
             return Err(format!("status {}", response.status()));
         }
-        let text = response.text().map_err(|e| format!("{e:?}"))?;
-        JsFuture::from(text).await.map_err(|e| format!("{e:?}"))?.as_string().ok_or_else(|| "no text".to_string())
+        body_text(response.text()).await.map_err(|e| format!("{e:?}"))
     });
     let timeout = Delay::from(std::time::Duration::from_millis(STEAM_TIMEOUT_MS));
     let body = match select(request, timeout).await {

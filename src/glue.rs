@@ -2,10 +2,11 @@
 //! randomness, settings, plain-text answers and calls between objects.
 
 use serde::Serialize;
+use worker::js_sys::Promise;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::web_sys;
-use worker::{Env, Response, Result, Stub};
+use worker::{Env, Result, Stub};
 
 use crate::settings::Settings;
 
@@ -37,8 +38,30 @@ pub fn settings(env: &Env) -> Settings {
     SETTINGS.with(|cell| *cell.get_or_init(|| Settings::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))))
 }
 
-pub fn text(status: u16, body: &str) -> Result<Response> {
-    Ok(Response::ok(body)?.with_status(status))
+/// A response built straight on the runtime's `Response` (a `worker::Response`
+/// would be rebuilt once more on its way out): a status, an optional body and
+/// headers. A string body is `text/plain` unless a header says otherwise.
+pub fn response(status: u16, body: Option<&str>, headers: &[(&str, &str)]) -> web_sys::Response {
+    let init = web_sys::ResponseInit::new();
+    init.set_status(status);
+    if !headers.is_empty() {
+        let all = web_sys::Headers::new().expect("headers can always be made");
+        for (name, value) in headers {
+            all.set(name, value).expect("the relay's header names and values are valid");
+        }
+        init.set_headers(&all);
+    }
+    web_sys::Response::new_with_opt_str_and_init(body, &init).expect("a response can always be made")
+}
+
+/// A plain-text answer.
+pub fn text(status: u16, body: &str) -> web_sys::Response {
+    response(status, Some(body), &[])
+}
+
+/// The text of a request's or response's body (`body.text()`).
+pub async fn body_text(text: std::result::Result<Promise, JsValue>) -> std::result::Result<String, JsValue> {
+    JsFuture::from(text?).await?.as_string().ok_or(JsValue::NULL)
 }
 
 pub fn session_stub(env: &Env, sid: &str) -> Result<Stub> {
@@ -60,7 +83,7 @@ pub async fn call(stub: Stub, body: &impl Serialize) -> Result<(u16, String)> {
     let req = web_sys::Request::new_with_str_and_init(INTERNAL_URL, &init)?;
     let object = stub.into_rpc::<worker::worker_sys::DurableObject>();
     let res: web_sys::Response = JsFuture::from(object.fetch_with_request(&req)?).await?.unchecked_into();
-    let text = JsFuture::from(res.text()?).await?.as_string().unwrap_or_default();
+    let text = body_text(res.text()).await.unwrap_or_default();
     Ok((res.status(), text))
 }
 

@@ -13,13 +13,13 @@ use std::rc::Rc;
 use futures_util::future::join_all;
 use worker::js_sys::Promise;
 use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsValue};
-use worker::wasm_bindgen_futures::{future_to_promise, JsFuture};
+use worker::wasm_bindgen_futures::future_to_promise;
 use worker::worker_sys::{web_sys, DurableObjectState};
 use worker::{Env, State};
 
 use crate::calls::{MatchmakerCall, Outcome};
-use crate::executor::{self, emit, plain, MatchmakerStore};
-use crate::glue::{self, call, is_internal, now, session_stub};
+use crate::executor::{self, emit, MatchmakerStore};
+use crate::glue::{self, body_text, call, is_internal, now, session_stub, text};
 use crate::journal::Level;
 use crate::matchmaker_core::{Effect, Input, MatchmakerCore};
 
@@ -49,18 +49,15 @@ impl Matchmaker {
         let inner = self.inner.clone();
         future_to_promise(async move {
             if !is_internal(&req) {
-                return Ok(plain(404, crate::protocol::http::NOT_FOUND).into());
+                return Ok(text(404, crate::protocol::http::NOT_FOUND).into());
             }
-            let body = match req.text() {
-                Ok(text) => JsFuture::from(text).await.ok().and_then(|t| t.as_string()).unwrap_or_default(),
-                Err(_) => String::new(),
-            };
+            let body = body_text(req.text()).await.unwrap_or_default();
             let call: MatchmakerCall = match serde_json::from_str(&body) {
                 Ok(call) => call,
-                Err(e) => return Ok(plain(400, &format!("bad matchmaker call: {e}")).into()),
+                Err(e) => return Ok(text(400, &format!("bad matchmaker call: {e}")).into()),
             };
             let (status, body) = inner.run(Input::Call(call)).await;
-            Ok(JsValue::from(plain(status, &body)))
+            Ok(JsValue::from(text(status, &body)))
         })
     }
 }

@@ -11,10 +11,10 @@ use worker::js_sys::Promise;
 use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::web_sys::{self, Request};
-use worker::{event, Context, Env, Headers, Method, Response, Result};
+use worker::{event, Context, Env, Method, Result};
 
 use crate::calls::MatchmakerCall;
-use crate::glue::{call, matchmaker_stub, session_stub, settings, text};
+use crate::glue::{call, matchmaker_stub, response, session_stub, settings, text};
 use crate::log::{self, Level};
 use crate::page;
 use crate::protocol::{http, route, ClientParams, HostParams, Route};
@@ -92,11 +92,7 @@ fn refuse(settings: &Settings, req: &Request, path: &str, status: u16, reason: &
             ("path", json!(clip(path, 256))),
         ],
     );
-    raw(text(status, reason))
-}
-
-fn raw(response: Result<Response>) -> Result<web_sys::Response> {
-    response.map(Into::into)
+    Ok(text(status, reason))
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
@@ -121,10 +117,10 @@ async fn handle(req: Request, env: Env, settings: &Settings) -> Result<web_sys::
             return refuse(settings, &req, &path, 405, body::GET_ONLY);
         }
         // Liveness only: wakes no object.
-        "/health" => return raw(text(200, "ok")),
-        "/version" => return raw(text(200, VERSION)),
-        "/stats" => return raw(stats(&env, settings).await),
-        "/docs/PROTOCOL.md" => return raw(text(200, PROTOCOL_MD)),
+        "/health" => return Ok(text(200, "ok")),
+        "/version" => return Ok(text(200, VERSION)),
+        "/stats" => return Ok(stats(&env, settings).await),
+        "/docs/PROTOCOL.md" => return Ok(text(200, PROTOCOL_MD)),
         _ => {}
     }
 
@@ -132,7 +128,7 @@ async fn handle(req: Request, env: Env, settings: &Settings) -> Result<web_sys::
         if !read {
             return refuse(settings, &req, &path, 405, body::GET_ONLY);
         }
-        return raw(serve(&req, asset));
+        return Ok(serve(&req, asset));
     }
     let route = match route(&path) {
         Ok(route) => route,
@@ -186,30 +182,24 @@ async fn handle(req: Request, env: Env, settings: &Settings) -> Result<web_sys::
 }
 
 /// A file of the page, or `304` when the browser's copy is current.
-fn serve(req: &Request, asset: page::Asset) -> Result<Response> {
+fn serve(req: &Request, asset: page::Asset) -> web_sys::Response {
     let etag = asset.etag();
-    let headers = Headers::new();
-    headers.set("ETag", &etag)?;
-    headers.set("Cache-Control", "no-cache")?;
     if header(req, "If-None-Match").is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag)) {
-        return Ok(Response::empty()?.with_status(304).with_headers(headers));
+        return response(304, None, &[("ETag", etag.as_str()), ("Cache-Control", "no-cache")]);
     }
-    headers.set("Content-Type", asset.content_type)?;
-    Ok(Response::ok(asset.body)?.with_headers(headers))
+    let headers = [("ETag", etag.as_str()), ("Cache-Control", "no-cache"), ("Content-Type", asset.content_type)];
+    response(200, Some(asset.body), &headers)
 }
 
 /// `GET /stats`: the Matchmaker's relay-wide figures, the JSON of `!stats`.
-async fn stats(env: &Env, settings: &Settings) -> Result<Response> {
+async fn stats(env: &Env, settings: &Settings) -> web_sys::Response {
     let answer = match matchmaker_stub(env) {
         Ok(stub) => call(stub, &MatchmakerCall::Stats).await,
         Err(e) => Err(e),
     };
     match answer {
         Ok((200, json)) => {
-            let headers = Headers::new();
-            headers.set("Content-Type", "application/json")?;
-            headers.set("Cache-Control", "no-store")?;
-            Ok(Response::ok(json)?.with_headers(headers))
+            response(200, Some(&json), &[("Content-Type", "application/json"), ("Cache-Control", "no-store")])
         }
         Ok((status, body)) => {
             log::emit(

@@ -495,11 +495,11 @@ fn a_slaves_event_that_outruns_its_link_waits_for_it() {
     bus.send(&m, "/join-session master");
     // Deliver the slave's step, then let the slave's client talk before the
     // master hears of the link.
-    bus.input("s", crate::session_core::Input::Frame { socket: s.token, frame: Frame::Text("/join-session slave") });
+    bus.send_unsettled(&s, "/join-session slave");
     assert!(bus.step()); // s -> matchmaker: Search; the announcement starts
     assert!(bus.step()); // matchmaker -> s: LinkedAsSlave
     assert_eq!(bus.frames(&s), vec!["!set-master: m"]);
-    bus.input("s", crate::session_core::Input::Frame { socket: sc[0].token, frame: Frame::Text("early") });
+    bus.send_unsettled(&sc[0], "early");
     bus.settle();
     assert_eq!(bus.frames(&m), vec!["!added-slave: s", "connected: 2", "2: early"]);
 }
@@ -524,15 +524,9 @@ fn racing_searches_announce_slaves_in_the_order_of_their_ranges() {
             bus.send(s, "/join-session id=m");
         }
         // At the same moment: the master opens, three more slaves search.
-        bus.input(
-            "m",
-            crate::session_core::Input::Frame { socket: m.token, frame: Frame::Text("/join-session master private") },
-        );
+        bus.send_unsettled(&m, "/join-session master private");
         for (s, _) in &slaves[4..] {
-            bus.input(
-                &s.sid,
-                crate::session_core::Input::Frame { socket: s.token, frame: Frame::Text("/join-session slave id=m") },
-            );
+            bus.send_unsettled(s, "/join-session slave id=m");
         }
         bus.settle();
         for (_, clients) in &slaves {
@@ -634,20 +628,16 @@ fn a_byte_stream_beyond_the_byte_limit_is_closed_like_a_flood() {
 
 // ---- races found in review: a link's steps interleaved with other events -------
 
-fn raw(bus: &mut Bus, s: &Sock, text: &str) {
-    bus.input(&s.sid, crate::session_core::Input::Frame { socket: s.token, frame: Frame::Text(text) });
-}
-
 #[test]
 fn a_link_that_reaches_a_master_after_it_left_its_search_is_refused() {
     let mut bus = bus();
     let (m, _) = room(&mut bus, "m", 1);
     let (s, sc) = room(&mut bus, "s", 2);
     bus.send(&m, "/join-session master");
-    raw(&mut bus, &s, "/join-session slave");
+    bus.send_unsettled(&s, "/join-session slave");
     assert!(bus.step()); // the search: m <- s at offset 1
     assert!(bus.step()); // s is told; m not yet
-    raw(&mut bus, &m, "/leave-session");
+    bus.send_unsettled(&m, "/leave-session");
     let own = bus.client("m", "").unwrap(); // m admits clients again: id 2
     bus.settle();
     let frames = bus.frames(&m);
@@ -666,9 +656,9 @@ fn a_search_renewed_during_an_announcement_keeps_the_announced_range() {
     let (s1, _) = room(&mut bus, "s1", 1);
     let (s2, _) = room(&mut bus, "s2", 1);
     bus.send(&m, "/join-session master");
-    raw(&mut bus, &s1, "/join-session slave");
+    bus.send_unsettled(&s1, "/join-session slave");
     assert!(bus.step()); // s1 matched at offset 1, its announcement under way
-    raw(&mut bus, &m, "/join-session master"); // renewed without s1's range
+    bus.send_unsettled(&m, "/join-session master"); // renewed without s1's range
     bus.settle();
     bus.send(&s2, "/join-session slave");
     let frames = bus.frames(&m);
@@ -681,7 +671,7 @@ fn a_master_filled_by_a_link_that_falls_through_looks_again() {
     let (m, _) = room(&mut bus, "m", 4);
     let (s, _) = room(&mut bus, "s", 4);
     bus.send(&m, "/join-session master");
-    raw(&mut bus, &s, "/join-session slave");
+    bus.send_unsettled(&s, "/join-session slave");
     assert!(bus.step()); // matched; m is full and leaves the pool
     bus.input("s", crate::session_core::Input::Closed { socket: s.token, code: 1000 }); // s's host leaves
     bus.settle();

@@ -451,10 +451,18 @@ impl SessionCore {
         Some((info, current))
     }
 
-    /// Closes a socket for what it sent; the others carry on.
+    /// Closes a socket and accounts for its leaving (its host hears of a
+    /// client, a host's session waits); the others carry on. The socket's
+    /// role, if it was live.
+    fn close_and_depart(&mut self, now: f64, token: Token, close: Close, out: &mut Out<'_>) -> Option<&'static str> {
+        let (info, current) = self.close_socket(token, close, out)?;
+        self.departed(now, &info, current, out);
+        Some(if info.is_host() { "host" } else { "client" })
+    }
+
+    /// Closes a socket for what it sent, and logs why.
     fn refuse(&mut self, now: f64, token: Token, close: Close, out: &mut Out<'_>) {
-        let Some((info, current)) = self.close_socket(token, close, out) else { return };
-        let role = if info.is_host() { "host" } else { "client" };
+        let Some(role) = self.close_and_depart(now, token, close, out) else { return };
         out.push(Effect::Log(
             Event::warn("socket_refused")
                 .with("sid", self.sid())
@@ -462,7 +470,6 @@ impl SessionCore {
                 .with("code", close.code)
                 .with("reason", close.reason),
         ));
-        self.departed(now, &info, current, out);
     }
 
     // ---- connecting ----------------------------------------------------------
@@ -540,7 +547,7 @@ impl SessionCore {
             }
         }
         self.persist(out);
-        self.stats_changed(now, out);
+        self.stats_changed(now);
         out.push(Effect::Respond(Answer::Upgrade { socket: token }));
     }
 
@@ -596,7 +603,7 @@ impl SessionCore {
             self.persist(out);
         }
         self.announce(id, say::connected, SlaveEvent::Connected, out);
-        self.stats_changed(now, out);
+        self.stats_changed(now);
         out.push(Effect::Respond(Answer::Upgrade { socket: token }));
     }
 
@@ -808,7 +815,7 @@ impl SessionCore {
         match info.role {
             Role::Client { id, .. } => {
                 self.announce(id, say::disconnected, SlaveEvent::Disconnected, out);
-                self.stats_changed(now, out);
+                self.stats_changed(now);
             }
             Role::Host { .. } => {
                 if self.record.as_ref().is_some_and(|r| r.host_away_until.is_none()) {
@@ -835,7 +842,7 @@ impl SessionCore {
             record.group.thaw_if_idle();
         }
         self.persist(out);
-        self.stats_changed(now, out);
+        self.stats_changed(now);
     }
 
     fn end_session(&mut self, why: EndReason, out: &mut Out<'_>) {
@@ -888,7 +895,7 @@ impl SessionCore {
 
     /// Figures changed: report them soon, batched. The due time is only
     /// memory: after a wake-up, the alarm it set reports whatever changed.
-    fn stats_changed(&mut self, now: f64, _out: &mut Out<'_>) {
+    fn stats_changed(&mut self, now: f64) {
         if self.record.is_some() && self.stats_due.is_none() {
             self.stats_due = Some(now + STATS_DELAY_MS);
             self.timers_dirty = true;
@@ -934,31 +941,23 @@ impl SessionCore {
         let sid = self.sid().to_string();
         match failure {
             StorageFailure::Persist(error) => {
-                out.push(Effect::Log(
-                    Event::error("storage_error").with("sid", sid).with("op", "persist").with("error", error),
-                ));
+                out.push(Effect::Log(storage_error(&sid, "persist", error)));
             }
             StorageFailure::Alarm(error) => {
                 // Not known any more: the next change sets it again.
                 self.alarm = None;
                 self.timers_dirty = true;
-                out.push(Effect::Log(
-                    Event::error("storage_error").with("sid", sid).with("op", "alarm").with("error", error),
-                ));
+                out.push(Effect::Log(storage_error(&sid, "alarm", error)));
             }
             StorageFailure::Enqueue { sender, bytes, error } => {
                 if let Some(record) = self.record.as_mut() {
                     record.queued_bytes = record.queued_bytes.saturating_sub(bytes);
                     record.queued_lines = record.queued_lines.saturating_sub(1);
                 }
-                out.push(Effect::Log(
-                    Event::error("storage_error").with("sid", sid).with("op", "enqueue").with("error", error),
-                ));
+                out.push(Effect::Log(storage_error(&sid, "enqueue", error)));
                 // The sender learns that its message was not kept.
                 if let Some(sender) = sender {
-                    if let Some((info, current)) = self.close_socket(sender, CLOSE_STORAGE_FAILED, out) {
-                        self.departed(now, &info, current, out);
-                    }
+                    self.close_and_depart(now, sender, CLOSE_STORAGE_FAILED, out);
                 }
                 self.persist(out);
             }
@@ -969,15 +968,11 @@ impl SessionCore {
                     record.queued_bytes += bytes;
                     record.queued_lines += lines;
                 }
-                out.push(Effect::Log(
-                    Event::error("storage_error").with("sid", sid).with("op", "replay").with("error", error),
-                ));
+                out.push(Effect::Log(storage_error(&sid, "replay", error)));
                 self.persist(out);
                 if self.host == Some(host) {
-                    if let Some((info, current)) = self.close_socket(host, CLOSE_REPLAY_FAILED, out) {
-                        // As if it had left: the session waits for the next take-over.
-                        self.departed(now, &info, current, out);
-                    }
+                    // As if it had left: the session waits for the next take-over.
+                    self.close_and_depart(now, host, CLOSE_REPLAY_FAILED, out);
                 }
             }
         }
@@ -1262,6 +1257,10 @@ fn respond(out: &mut Out<'_>, status: u16, body: &str) {
 fn refuse_http(out: &mut Out<'_>, status: u16, body: &str) {
     out.push(Effect::Log(Event::info("request_refused").with("status", status).with("reason", body)));
     respond(out, status, body);
+}
+
+fn storage_error(sid: &str, op: &'static str, error: String) -> Event {
+    Event::error("storage_error").with("sid", sid).with("op", op).with("error", error)
 }
 
 fn link_made(master: &str, slave: &str, offset: u32) -> Event {

@@ -242,6 +242,12 @@ impl Bus {
         self.frame(sock, Frame::Text(text));
     }
 
+    /// A text frame whose consequences (calls between objects) are left
+    /// pending, for tests that interleave them by hand with `step`.
+    pub fn send_unsettled(&mut self, sock: &Sock, text: &str) {
+        self.input(&sock.sid, Input::Frame { socket: sock.token, frame: Frame::Text(text) });
+    }
+
     pub fn frame(&mut self, sock: &Sock, frame: Frame<'_>) {
         if self.is_open(sock) {
             self.input(&sock.sid, Input::Frame { socket: sock.token, frame });
