@@ -1,0 +1,81 @@
+//! The clients (PROTOCOL.md section 3): ids, uuids, replacement, a full session.
+
+use crate::calls::{SessionCall, SlaveEvent};
+use crate::journal::Event;
+use crate::record::{admit_client, Role, SocketInfo};
+use crate::wire::{http, say, ClientParams, CLOSE_REPLACED, CLOSE_SESSION_FULL};
+
+use super::*;
+
+impl SessionCore {
+    pub(super) fn client_connect(&mut self, now: f64, params: ClientParams, out: &mut Out<'_>) {
+        if !self.live_record(now, out) {
+            return refuse_http(out, 404, http::SESSION_NOT_FOUND);
+        }
+        let connected = self.connected_ids();
+        let record = self.record.as_ref().expect("live");
+        let admission = match admit_client(record, &connected, params.uuid.as_deref(), self.settings.max_clients) {
+            Ok(a) => a,
+            Err(_) => {
+                // Told why, then closed; never hibernated, never counted.
+                out.push(Effect::Accept { socket: EPHEMERAL, info: None });
+                Self::send(out, EPHEMERAL, say::NO_SLOTS);
+                out.push(Effect::Close { to: EPHEMERAL, close: CLOSE_SESSION_FULL });
+                out.push(Effect::Log(
+                    Event::info("socket_refused")
+                        .with("sid", record.id.as_str())
+                        .with("role", "client")
+                        .with("code", CLOSE_SESSION_FULL.code)
+                        .with("reason", CLOSE_SESSION_FULL.reason),
+                ));
+                out.push(Effect::Respond(Answer::Upgrade { socket: EPHEMERAL }));
+                return;
+            }
+        };
+        let id = admission.id;
+        if admission.replaces {
+            if let Some(&old) = self.clients.get(&id) {
+                self.close_socket(old, CLOSE_REPLACED, out);
+                self.announce(id, say::disconnected, SlaveEvent::Disconnected, out);
+            }
+        }
+        let record = self.record.as_mut().expect("live");
+        // Only a new uuid or a first client changes what is stored: a plain
+        // connect costs no storage write.
+        let changed = admission.reserve.is_some() || !record.used;
+        record.used = true;
+        if let Some(uuid) = admission.reserve {
+            record.reserved.insert(uuid, id);
+        }
+        let token = new_token(&mut self.last_token, now);
+        let info =
+            SocketInfo::new(Role::Client { id, uuid: params.uuid }, token, params.keep_alive, now, &self.settings);
+        out.push(Effect::Accept { socket: token, info: Some(info.clone()) });
+        if info.keep_alive.is_some() {
+            self.timers_dirty = true;
+        }
+        self.sockets.insert(token, info);
+        self.clients.insert(id, token);
+        if changed {
+            self.persist(out);
+        }
+        self.announce(id, say::connected, SlaveEvent::Connected, out);
+        self.stats_changed(now);
+        out.push(Effect::Respond(Answer::Upgrade { socket: token }));
+    }
+
+    /// Tells this session's host about one of its clients, and the master's
+    /// host too (with the id translated) when this session is a slave. Not
+    /// queued: a host that takes over is told who is connected then.
+    pub(super) fn announce(&self, id: u32, line: fn(u32) -> String, event: fn(u32) -> SlaveEvent, out: &mut Out<'_>) {
+        self.tell_host(out, line(id));
+        if let Some((master, n)) = self.record.as_ref().and_then(|r| r.group.id_at_master(id)) {
+            Self::call_peer(
+                out,
+                master,
+                SessionCall::SlaveEvent { slave: self.sid().to_string(), event: event(n) },
+                Purpose::Linked,
+            );
+        }
+    }
+}

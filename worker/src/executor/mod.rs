@@ -1,0 +1,11 @@
+//! The executors of the cores' effects, shared by the two Durable Objects:
+//! storage, the outbox of calls, the alarm, sockets, Steam.
+
+pub mod alarm;
+pub mod matchmaker_store;
+pub mod outbox;
+pub mod requests;
+pub mod session_io;
+pub mod session_runtime;
+pub mod session_store;
+pub mod steam;

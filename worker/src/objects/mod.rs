@@ -1,0 +1,6 @@
+//! The Durable Object classes, exported by hand (see `session`): each turns
+//! the runtime's events into its core's inputs and hands the effects to the
+//! executor.
+
+pub mod matchmaker;
+pub mod session;
