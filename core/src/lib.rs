@@ -10,15 +10,20 @@
 //! - [`session`]: one session's state machine (a Session Durable Object).
 //! - [`matchmaker`]: the one Matchmaker's state machine and its matching rules.
 //! - [`record`], [`group`]: the shapes a session stores, readable by the next version.
-//! - [`calls`]: the messages objects send each other.
+//! - [`aggregator`]: the tree of objects that sums the relay-wide figures.
+//! - [`calls`], [`channel`], [`retry`]: the messages objects send each other,
+//!   and how a link's messages survive production physics.
 //! - [`stats`], [`settings`], [`secrets`], [`journal`], [`log`], [`url_parts`].
 
+pub mod aggregator;
 pub mod calls;
+pub mod channel;
 pub mod group;
 pub mod journal;
 pub mod log;
 pub mod matchmaker;
 pub mod record;
+pub mod retry;
 pub mod secrets;
 pub mod session;
 pub mod settings;

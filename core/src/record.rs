@@ -10,14 +10,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::group::Group;
+use crate::group::{ClosingLink, Group};
 use crate::secrets::secrets_match;
 use crate::settings::Settings;
 use crate::stats::SessionCounts;
-use crate::wire::MAX_QUEUED_BYTES;
+use crate::wire::{MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES};
 
-/// The stored format this version writes. Format 1 had no `format` field.
-pub const RECORD_FORMAT: u32 = 2;
+/// The stored format this version writes. Format 1 had no `format` field;
+/// format 3 added link ids, unacknowledged link messages and sync states.
+pub const RECORD_FORMAT: u32 = 3;
 
 /// What the session keeps in storage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,17 +43,17 @@ pub struct SessionRecord {
     /// themselves, without the relay's `<n>: ` prefixes).
     #[serde(default)]
     pub queued_bytes: usize,
-    /// Set once the session was used: its host sent a frame, a client joined,
-    /// or a host took over. A session whose first host socket died before
-    /// that (an upgrade refused after the object accepted it, e.g. a non-GET
-    /// request that a proxy turned into a GET) may be claimed again by a new
-    /// host with the same id instead of answering 409 for the whole reconnect
-    /// window. Records of format 1 were all in use.
-    #[serde(default = "yes")]
-    pub used: bool,
-    /// Lines in the queue (an empty message is a line of no counted bytes).
+    /// Messages in the queue that count against its bound (an empty message
+    /// is one of no bytes). Link lines are kept outside the bound.
     #[serde(default)]
     pub queued_lines: usize,
+    /// Link lines in the queue (outside the bound: a few per link).
+    #[serde(default)]
+    pub queued_notices: usize,
+    /// Queue rows up to this number were delivered, though deleting them
+    /// failed: they are never delivered again.
+    #[serde(default)]
+    pub queue_delivered_through: u64,
     /// Format 1 counted socket tokens here; tokens now need no storage. Still
     /// written (as 0), because 1.0.0 cannot read a record without it: a
     /// rollback must find every session.
@@ -64,9 +65,16 @@ pub struct SessionRecord {
     /// Format 1 kept the next stats report time here; it is memory now.
     #[serde(default, skip_serializing)]
     stats_due: Option<f64>,
-    /// What was last reported, so unchanged figures are not sent again.
+    /// What the figures' aggregator last acknowledged, so unchanged figures
+    /// are not sent again ...
     #[serde(default)]
     pub stats_reported: SessionCounts,
+    /// ... when (epoch ms; the report is renewed before its lease ends) ...
+    #[serde(default)]
+    pub stats_reported_at: f64,
+    /// ... and to which aggregator (a new `AGGREGATORS` count moves it).
+    #[serde(default)]
+    pub stats_leaf: Option<u32>,
 }
 
 fn first_format() -> u32 {
@@ -87,12 +95,15 @@ impl SessionRecord {
             host_away_until: None,
             reserved: BTreeMap::new(),
             queued_bytes: 0,
-            used: false,
             queued_lines: 0,
+            queued_notices: 0,
+            queue_delivered_through: 0,
             next_socket_token: 0,
             group: Group::default(),
             stats_due: None,
             stats_reported: SessionCounts::default(),
+            stats_reported_at: 0.0,
+            stats_leaf: None,
         }
     }
 
@@ -118,6 +129,37 @@ impl SessionRecord {
     /// True once the reconnect window has run out.
     pub fn expired(&self, now: f64) -> bool {
         self.host_away_until.is_some_and(|deadline| deadline <= now)
+    }
+}
+
+/// What a session still owes other objects, stored beside its record until
+/// delivered. It outlives the session: a session that ends still has to tell
+/// its partners its links ended, the Matchmaker its search ended, and its
+/// aggregator its figures are zero; the id is free again meanwhile.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Obligations {
+    /// The session's id (the calls name it).
+    #[serde(default)]
+    pub sid: String,
+    /// Links that ended here whose partner must still hear `Left`.
+    #[serde(default)]
+    pub closing: Vec<ClosingLink>,
+    /// The epoch of a search the Matchmaker may still hold, to cancel.
+    #[serde(default)]
+    pub cancel: Option<u64>,
+    /// An aggregator that may still count this session, and when it ended:
+    /// it must hear zero figures.
+    #[serde(default)]
+    pub unreport: Option<(u32, f64)>,
+}
+
+impl Obligations {
+    pub fn is_empty(&self) -> bool {
+        self.closing.is_empty() && self.cancel.is_none() && self.unreport.is_none()
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("obligations always serialise")
     }
 }
 
@@ -248,9 +290,10 @@ pub fn admit_client(
     Ok(ClientAdmission { id, replaces: false, reserve: uuid.map(str::to_string) })
 }
 
-/// Whether one more queued message of `len` bytes fits the per-session bound.
-pub fn queue_admits(queued_bytes: usize, len: usize) -> bool {
-    queued_bytes.saturating_add(len) <= MAX_QUEUED_BYTES
+/// Whether one more queued message of `len` bytes fits the per-session
+/// bound: 256 KiB and 4,096 messages (PROTOCOL.md section 5).
+pub fn queue_admits(queued_bytes: usize, queued_lines: usize, len: usize) -> bool {
+    queued_bytes.saturating_add(len) <= MAX_QUEUED_BYTES && queued_lines < MAX_QUEUED_MESSAGES
 }
 
 /// Per-socket frame rate limit; lives in the attachment so hibernation does
@@ -381,9 +424,11 @@ mod tests {
 
     #[test]
     fn queue_bound_is_inclusive() {
-        assert!(queue_admits(0, MAX_QUEUED_BYTES));
-        assert!(!queue_admits(1, MAX_QUEUED_BYTES));
-        assert!(!queue_admits(usize::MAX, 1));
+        assert!(queue_admits(0, 0, MAX_QUEUED_BYTES));
+        assert!(!queue_admits(1, 0, MAX_QUEUED_BYTES));
+        assert!(!queue_admits(usize::MAX, 0, 1));
+        assert!(queue_admits(0, MAX_QUEUED_MESSAGES - 1, 0));
+        assert!(!queue_admits(0, MAX_QUEUED_MESSAGES, 0), "4,096 empty messages fill it too");
     }
 
     #[test]

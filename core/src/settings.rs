@@ -27,6 +27,9 @@ pub struct Settings {
     pub rate_bytes_burst: f64,
     /// Searches the Matchmaker holds at once; more are refused.
     pub max_searches: usize,
+    /// Leaf aggregators the sessions report their figures to (by a hash of
+    /// their id); each passes its totals to the root at most once a second.
+    pub aggregators: u32,
     /// Least important log event written (`LOG_LEVEL`, default `info`).
     pub log_level: Level,
 }
@@ -51,6 +54,10 @@ impl Default for Settings {
             rate_bytes_per_second: 1024.0 * 1024.0,
             rate_bytes_burst: 4.0 * 1024.0 * 1024.0,
             max_searches: 10_000,
+            // The load model (`npm run scale`) sizes it: at 100,000 sessions
+            // with the churn it assumes, 32 leaves take about 60 reports a
+            // second each, under the 100/s an object should see.
+            aggregators: 32,
             log_level: Level::DEFAULT,
         }
     }
@@ -64,6 +71,9 @@ pub struct Limits {
     pub bytes_per_second: f64,
     pub bytes_burst: f64,
 }
+
+/// Highest `AGGREGATORS` accepted.
+pub const MAX_AGGREGATORS: u32 = 1024;
 
 /// Highest `MAX_CLIENTS` accepted: client ids must stay readable and a linked
 /// group's id space small.
@@ -112,6 +122,10 @@ impl Settings {
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .filter(|n| *n > 0)
                 .unwrap_or(d.max_searches),
+            aggregators: var("AGGREGATORS")
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .filter(|n| (1..=MAX_AGGREGATORS).contains(n))
+                .unwrap_or(d.aggregators),
             log_level: Level::from_var(var("LOG_LEVEL").as_deref()),
         }
     }

@@ -1,9 +1,8 @@
 //! Relay-wide figures for `/stats`. Each session reports its own absolute
-//! counts now and then (batched on its alarm, never per event); the
-//! Matchmaker sums them. Absolute reports make a lost or repeated report
-//! harmless: the next one sets the figure right.
-
-use std::collections::BTreeMap;
+//! counts now and then (batched on its alarm, never per event) to one of the
+//! leaf aggregators, chosen by a hash of its id; the leaves pass their totals
+//! to the root (`aggregator`). Absolute reports make a lost or repeated
+//! report harmless: the next one sets the figure right.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +27,13 @@ impl SessionCounts {
     }
 }
 
+/// The leaf aggregator a session reports to: FNV-1a of its id, so every
+/// version of the relay picks the same one for the same `AGGREGATORS`.
+pub fn leaf_of(sid: &str, leaves: u32) -> u32 {
+    let hash = sid.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    (hash % leaves.max(1) as u64) as u32
+}
+
 /// The `/stats` answer. Field order is the protocol's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -44,44 +50,12 @@ impl RelayStats {
     }
 }
 
-/// Latest counts per session and their running totals.
-#[derive(Debug, Clone, Default)]
-pub struct StatsTable {
-    sessions: BTreeMap<String, SessionCounts>,
-    totals: SessionCounts64,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct SessionCounts64 {
-    hosts: u64,
-    clients: u64,
-    players: u64,
-}
-
-impl StatsTable {
-    /// Records a session's report; a zero report forgets the session.
-    pub fn report(&mut self, sid: &str, counts: SessionCounts) {
-        let old =
-            if counts.is_zero() { self.sessions.remove(sid) } else { self.sessions.insert(sid.to_string(), counts) }
-                .unwrap_or_default();
-        self.totals.hosts = self.totals.hosts + counts.hosts as u64 - old.hosts as u64;
-        self.totals.clients = self.totals.clients + counts.clients as u64 - old.clients as u64;
-        self.totals.players = self.totals.players + counts.players as u64 - old.players as u64;
-    }
-
-    pub fn snapshot(&self, looking: usize) -> RelayStats {
-        RelayStats {
-            num_hosts_online: self.totals.hosts,
-            num_hosts_looking_for_session: looking as u64,
-            num_clients_online: self.totals.clients,
-            num_players: self.totals.players,
-        }
-    }
-
-    pub fn sessions(&self) -> impl Iterator<Item = (&String, &SessionCounts)> {
-        self.sessions.iter()
-    }
-}
+/// Figures reach the aggregator at most this long after they change.
+pub const STATS_DELAY_MS: f64 = 1_000.0;
+/// An aggregator forgets figures after this long without a report ...
+pub const STATS_LEASE_MS: f64 = 30.0 * 60_000.0;
+/// ... so whoever counts anything reports again after this long.
+pub const STATS_RENEW_MS: f64 = STATS_LEASE_MS / 3.0;
 
 #[cfg(test)]
 mod tests {
@@ -104,18 +78,10 @@ mod tests {
     }
 
     #[test]
-    fn reports_replace_and_zero_forgets() {
-        let mut t = StatsTable::default();
-        t.report("a", SessionCounts::new(true, 2));
-        t.report("b", SessionCounts::new(false, 1));
-        t.report("a", SessionCounts::new(true, 3));
-        assert_eq!(
-            t.snapshot(1),
-            RelayStats { num_hosts_online: 1, num_hosts_looking_for_session: 1, num_clients_online: 4, num_players: 3 }
-        );
-        t.report("a", SessionCounts::default());
-        t.report("b", SessionCounts::default());
-        assert_eq!(t.snapshot(0), RelayStats::default());
-        assert_eq!(t.sessions().count(), 0);
+    fn leaves_are_spread_and_stable() {
+        assert_eq!(leaf_of("room-1", 1), 0);
+        assert_eq!(leaf_of("room-1", 32), leaf_of("room-1", 32));
+        let used: std::collections::BTreeSet<u32> = (0..1000).map(|i| leaf_of(&format!("s{i}"), 32)).collect();
+        assert_eq!(used.len(), 32);
     }
 }

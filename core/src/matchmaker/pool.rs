@@ -33,6 +33,12 @@ pub struct Search {
     /// Arrival order: earlier searches are matched first.
     #[serde(default)]
     pub seq: u64,
+    /// The session's name for this search (its `/join-session` count).
+    #[serde(default)]
+    pub epoch: u64,
+    /// The search leaves the pool at this time (epoch ms) unless renewed.
+    #[serde(default)]
+    pub expires: f64,
 }
 
 impl Search {
@@ -47,6 +53,8 @@ impl Search {
             used,
             own_clients: Some(own_clients),
             seq: 0,
+            epoch: 0,
+            expires: 0.0,
         }
     }
 
@@ -62,6 +70,11 @@ impl Search {
 
     fn has_slaves(&self) -> bool {
         self.used.len() > 1
+    }
+
+    /// Slaves the session leads, or is about to.
+    fn slave_count(&self) -> u32 {
+        self.used.len().saturating_sub(1) as u32
     }
 
     fn may_be_master(&self) -> bool {
@@ -88,8 +101,10 @@ impl Search {
         (candidate + span <= max).then_some(candidate)
     }
 
+    /// No slave fits any more: the group has `max` clients, or the master
+    /// leads `max` slaves (a slave without clients counts too).
     fn is_full(&self, max: u32) -> bool {
-        self.group_count() >= max
+        self.group_count() >= max || self.slave_count() >= max
     }
 }
 
@@ -115,7 +130,7 @@ fn pair(master: &Search, slave: &Search, max: u32) -> Option<Match> {
         return None;
     }
     let span = slave.own_count();
-    if master.group_count() + span > max {
+    if master.group_count() + span > max || master.slave_count() >= max {
         return None;
     }
     // Ids may reach past `max` when the master's own ids have gaps; the
@@ -132,6 +147,9 @@ pub struct Pool {
     /// Masters the last `search` filled (see `take_filled`); memory only.
     #[serde(skip)]
     filled: BTreeMap<String, Search>,
+    /// Slaves the last `search` matched (see `take_matched`); memory only.
+    #[serde(skip)]
+    matched: BTreeMap<String, Search>,
 }
 
 impl Pool {
@@ -156,9 +174,9 @@ impl Pool {
 
     /// A link the Matchmaker made could not be completed: the master's range
     /// for it is free again, if the master is still looking.
-    pub fn free_range(&mut self, master: &str, offset: u32) {
+    pub fn free_range(&mut self, master: &str, offset: u32, span: u32) {
         if let Some(search) = self.searches.get_mut(master) {
-            if let Some(pos) = search.used.iter().skip(1).position(|r| r.0 == offset) {
+            if let Some(pos) = search.used.iter().skip(1).position(|r| *r == (offset, span)) {
                 search.used.remove(pos + 1);
             }
         }
@@ -180,8 +198,13 @@ impl Pool {
             }
         };
         self.searches.insert(sid.clone(), search);
+        self.rematch(&sid, friends, max)
+    }
+
+    /// Makes every match the search of `sid`, already in the pool, allows.
+    pub fn rematch(&mut self, sid: &str, friends: Option<&HashSet<String>>, max: u32) -> Vec<Match> {
         let mut matches = Vec::new();
-        while let Some(m) = self.best_pairing(&sid, friends, max) {
+        while let Some(m) = self.best_pairing(sid, friends, max) {
             self.apply(&m, max);
             matches.push(m);
         }
@@ -205,7 +228,9 @@ impl Pool {
     }
 
     fn apply(&mut self, m: &Match, max: u32) {
-        self.searches.remove(&m.slave);
+        if let Some(slave) = self.searches.remove(&m.slave) {
+            self.matched.insert(m.slave.clone(), slave);
+        }
         if let Some(master) = self.searches.get_mut(&m.master) {
             master.used.push((m.offset, m.span));
             if master.is_full(max) {
@@ -213,6 +238,32 @@ impl Pool {
                 self.filled.insert(m.master.clone(), full);
             }
         }
+    }
+
+    /// A slave the last `search` matched, as it was: if its link falls
+    /// through, it goes back in the pool in its place.
+    pub fn take_matched(&mut self, slave: &str) -> Option<Search> {
+        self.matched.remove(slave)
+    }
+
+    /// The lowest free range for `span` ids in a master's group, moving the
+    /// one it held at `offset` (a link queued behind one that fell through
+    /// takes the range that freed). `None` if the master is not in the pool.
+    pub fn reassign(&mut self, master: &str, offset: u32, span: u32) -> Option<u32> {
+        let search = self.searches.get_mut(master)?;
+        let pos = search.used.iter().skip(1).position(|r| *r == (offset, span))? + 1;
+        search.used.remove(pos);
+        let fresh = search.free_offset(span, u32::MAX).unwrap_or(offset);
+        search.used.insert(pos, (fresh, span));
+        Some(fresh)
+    }
+
+    /// Searches whose lease ran out (their session stopped renewing them):
+    /// removed, and returned.
+    pub fn expire(&mut self, now: f64) -> Vec<Search> {
+        let gone: Vec<String> =
+            self.searches.values().filter(|s| s.expires > 0.0 && s.expires <= now).map(|s| s.sid.clone()).collect();
+        gone.iter().filter_map(|sid| self.searches.remove(sid)).collect()
     }
 
     /// A master the last `search` removed because it was full, as it was then:
@@ -223,10 +274,15 @@ impl Pool {
 
     /// Puts back a master whose filling link fell through, without that
     /// link's range.
-    pub fn restore(&mut self, mut search: Search, freed_offset: u32) {
-        if let Some(pos) = search.used.iter().skip(1).position(|r| r.0 == freed_offset) {
+    pub fn restore(&mut self, mut search: Search, freed: (u32, u32)) {
+        if let Some(pos) = search.used.iter().skip(1).position(|r| *r == freed) {
             search.used.remove(pos + 1);
         }
+        self.searches.insert(search.sid.clone(), search);
+    }
+
+    /// Puts back a search whose match fell through, with its place in line.
+    pub fn put_back(&mut self, search: Search) {
         self.searches.insert(search.sid.clone(), search);
     }
 }

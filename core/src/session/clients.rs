@@ -1,11 +1,19 @@
 //! The clients (PROTOCOL.md section 3): ids, uuids, replacement, a full session.
 
-use crate::calls::{SessionCall, SlaveEvent};
+use crate::calls::LinkMsg;
 use crate::journal::Event;
 use crate::record::{admit_client, Role, SocketInfo};
 use crate::wire::{http, say, ClientParams, CLOSE_REPLACED, CLOSE_SESSION_FULL};
 
-use super::*;
+use super::effects::Out;
+use super::{new_token, refuse_http, Answer, Effect, SessionCore, EPHEMERAL};
+
+/// A client came or went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Announcement {
+    Connected,
+    Disconnected,
+}
 
 impl SessionCore {
     pub(super) fn client_connect(&mut self, now: f64, params: ClientParams, out: &mut Out<'_>) {
@@ -36,16 +44,8 @@ impl SessionCore {
         if admission.replaces {
             if let Some(&old) = self.clients.get(&id) {
                 self.close_socket(old, CLOSE_REPLACED, out);
-                self.announce(id, say::disconnected, SlaveEvent::Disconnected, out);
+                self.announce(now, id, Announcement::Disconnected, out);
             }
-        }
-        let record = self.record.as_mut().expect("live");
-        // Only a new uuid or a first client changes what is stored: a plain
-        // connect costs no storage write.
-        let changed = admission.reserve.is_some() || !record.used;
-        record.used = true;
-        if let Some(uuid) = admission.reserve {
-            record.reserved.insert(uuid, id);
         }
         let token = new_token(&mut self.last_token, now);
         let info =
@@ -56,26 +56,36 @@ impl SessionCore {
         }
         self.sockets.insert(token, info);
         self.clients.insert(id, token);
-        if changed {
+        // Only a new uuid changes what is stored: a plain connect costs no
+        // storage write.
+        if let Some(uuid) = admission.reserve {
+            self.record.as_mut().expect("live").reserved.insert(uuid, id);
             self.persist(out);
         }
-        self.announce(id, say::connected, SlaveEvent::Connected, out);
+        self.announce(now, id, Announcement::Connected, out);
         self.stats_changed(now);
         out.push(Effect::Respond(Answer::Upgrade { socket: token }));
     }
 
-    /// Tells this session's host about one of its clients, and the master's
-    /// host too (with the id translated) when this session is a slave. Not
-    /// queued: a host that takes over is told who is connected then.
-    pub(super) fn announce(&self, id: u32, line: fn(u32) -> String, event: fn(u32) -> SlaveEvent, out: &mut Out<'_>) {
-        self.tell_host(out, line(id));
-        if let Some((master, n)) = self.record.as_ref().and_then(|r| r.group.id_at_master(id)) {
-            Self::call_peer(
-                out,
-                master,
-                SessionCall::SlaveEvent { slave: self.sid().to_string(), event: event(n) },
-                Purpose::Linked,
-            );
-        }
+    /// Tells this session's host about one of its clients, and the master
+    /// too (with the id translated) when this session is, or is becoming, a
+    /// slave. Not queued: a host that takes over is told who is connected then.
+    pub(super) fn announce(&mut self, now: f64, id: u32, what: Announcement, out: &mut Out<'_>) {
+        let line = match what {
+            Announcement::Connected => say::connected(id),
+            Announcement::Disconnected => say::disconnected(id),
+        };
+        self.tell_host(out, line);
+        let Some((link, n)) = self.record.as_ref().and_then(|r| {
+            let master = r.group.master.as_ref()?;
+            Some((master.link, r.group.id_at_master(id)?.1))
+        }) else {
+            return;
+        };
+        let msg = match what {
+            Announcement::Connected => LinkMsg::Connected { id: n },
+            Announcement::Disconnected => LinkMsg::Disconnected { id: n },
+        };
+        self.push_link(now, link, msg, out);
     }
 }

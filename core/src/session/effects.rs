@@ -2,68 +2,38 @@
 
 use std::borrow::Cow;
 
-use crate::calls::{MatchmakerCall, Outcome, SessionCall};
+use crate::calls::{AggregatorCall, MatchmakerCall, Outcome, SessionCall};
 use crate::journal::Event;
 use crate::record::SocketInfo;
 use crate::wire::Close;
 
-use super::*;
+use super::inputs::QueueSource;
+use super::{CallId, Token};
 
 /// Who a call goes to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Peer {
     Session(String),
     Matchmaker,
+    /// A leaf aggregator of the figures, by index.
+    Aggregator(u32),
+    /// The root aggregator: it answers `/stats`.
+    Root,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallBody {
     Session(SessionCall),
     Matchmaker(MatchmakerCall),
-}
-
-/// Why a call was made: decides what its answer means.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Purpose {
-    /// Nothing to do with the answer beyond logging a failure.
-    Notice,
-    /// `/join-session`: a refusal ends the search.
-    Search,
-    /// `/stats`: the answer is for the host.
-    Stats,
-    /// A call to a linked session: if it is gone, the link ends.
-    Linked,
-    /// A master's host wrote to a slave's client (`digits` as it wrote them).
-    ToSlaveClient { digits: String },
-    /// A slave client's message forwarded to the master; `sender` is closed
-    /// with 1013 if the master's queue is full.
-    Forwarded { sender: Token },
-}
-
-/// A call to another object, as the executor sends it and hands it back.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutgoingCall {
-    pub to: Peer,
-    pub body: CallBody,
-    pub purpose: Purpose,
-    /// 0 for the first attempt.
-    pub attempt: u32,
-    /// For a retry: not before this time (epoch ms), and ahead of any call
-    /// made since, so a link's calls stay in order.
-    pub retry_at: Option<f64>,
+    Aggregator(AggregatorCall),
 }
 
 /// The answer to an HTTP request (a connect or a call).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     /// Complete the upgrade with the socket accepted as `socket`.
-    Upgrade {
-        socket: Token,
-    },
-    Text {
-        status: u16,
-        body: String,
-    },
+    Upgrade { socket: Token },
+    Text { status: u16, body: String },
 }
 
 impl Answer {
@@ -82,47 +52,26 @@ pub enum Effect<'a> {
     /// Accept the new socket of this request as `socket`: with its attachment
     /// through the hibernation API, or plainly when `info` is `None` (a socket
     /// that is refused at once).
-    Accept {
-        socket: Token,
-        info: Option<SocketInfo>,
-    },
-    Send {
-        to: Token,
-        text: Cow<'a, str>,
-    },
+    Accept { socket: Token, info: Option<SocketInfo> },
+    Send { to: Token, text: Cow<'a, str> },
     /// Send `<client>: <message>` (`say::from_client`): the relay path, kept
     /// apart so an executor can build the line without copying the message.
-    SendFromClient {
-        to: Token,
-        client: u32,
-        message: &'a str,
-    },
-    Close {
-        to: Token,
-        close: Close,
-    },
+    SendFromClient { to: Token, client: u32, message: &'a str },
+    Close { to: Token, close: Close },
     /// Store the socket's facts in its attachment.
-    Attach {
-        socket: Token,
-        info: SocketInfo,
-    },
-    /// Store the record (`SessionCore::record`).
+    Attach { socket: Token, info: SocketInfo },
+    /// Store what the session keeps (`SessionCore::stored`): its record, and
+    /// what it still owes other objects. Nothing left: the storage is dropped.
     Persist,
-    /// Forget the session: record and queue.
-    Erase,
-    /// Add a line to the queue for the absent host.
-    Enqueue {
-        line: String,
-        sender: Option<Token>,
-        bytes: usize,
-    },
-    /// Send the whole queue to `to` in order, then clear it.
-    Replay {
-        to: Token,
-        bytes: usize,
-        lines: usize,
-    },
-    Call(OutgoingCall),
+    /// Forget the queue (the session ended).
+    EraseQueue,
+    /// Add a line to the queue for the absent host. `counted` lines count
+    /// against the bound; link lines do not.
+    Enqueue { line: String, source: QueueSource, bytes: usize },
+    /// Send the queue's rows after `after` to `to` in order, then delete them.
+    Replay { to: Token, after: u64, bytes: usize, lines: usize, notices: usize },
+    /// Call another object; its answer comes back as `Input::Answer { id }`.
+    Call { id: CallId, to: Peer, body: CallBody },
     SetAlarm(Option<f64>),
     Respond(Answer),
     Log(Event),

@@ -3,20 +3,19 @@
 
 use std::collections::BTreeSet;
 
-use crate::calls::MatchmakerCall;
+use crate::channel::Outbound;
 use crate::journal::Event;
 use crate::record::{admit_host, HostAdmission, HostRejection, Role, SessionRecord, SocketInfo};
-use crate::stats::SessionCounts;
 use crate::wire::{http, say, HostParams, ParamError, CLOSE_SESSION_CLOSED, CLOSE_TAKEN_OVER};
 
-use super::*;
+use super::effects::Out;
+use super::{new_token, refuse_http, Answer, Effect, SessionCore, Token};
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     HostLeftWithoutReconnect,
     ReconnectWindowExpired,
-    NeverUsed,
 }
 
 impl EndReason {
@@ -24,7 +23,6 @@ impl EndReason {
         match self {
             EndReason::HostLeftWithoutReconnect => "host left (reconnect=false)",
             EndReason::ReconnectWindowExpired => "reconnect window expired",
-            EndReason::NeverUsed => "host gone before using it; id claimed again",
         }
     }
 }
@@ -33,7 +31,7 @@ impl SessionCore {
     /// The record, after ending it if its reconnect window has run out.
     pub(super) fn live_record(&mut self, now: f64, out: &mut Out<'_>) -> bool {
         if self.record.as_ref().is_some_and(|r| r.expired(now)) {
-            self.end_session(EndReason::ReconnectWindowExpired, out);
+            self.end_session(now, EndReason::ReconnectWindowExpired, out);
         }
         self.record.is_some()
     }
@@ -44,73 +42,68 @@ impl SessionCore {
             return refuse_http(out, 400, &ParamError::SessionId { in_path: false }.to_string());
         };
         self.live_record(now, out);
-        let abandoned = self.host.is_none() && self.record.as_ref().is_some_and(|r| !r.used);
-        if abandoned && params.secret.is_none() {
-            // Nobody ever used it and its host is gone: the id is free.
-            self.end_session(EndReason::NeverUsed, out);
-        }
+        // A session waits for its host for the whole reconnect window, even
+        // one its host left before using it: only the secret takes it over.
         let admission = match admit_host(self.record.as_ref(), params.secret.as_deref()) {
             Ok(a) => a,
             Err(HostRejection::AlreadyExists) => return refuse_http(out, 409, http::SESSION_EXISTS),
             Err(HostRejection::NotFoundOrBadSecret) => return refuse_http(out, 404, http::COULD_NOT_CONNECT),
         };
-        if admission == HostAdmission::TakeOver {
+        let take_over = admission == HostAdmission::TakeOver;
+        if take_over {
             if let Some(old) = self.host {
                 self.close_socket(old, CLOSE_TAKEN_OVER, out);
             }
             out.push(Effect::Log(Event::info("host_took_over").with("sid", sid.as_str())));
         } else {
-            let record = SessionRecord::new(sid.clone(), fresh_secret, params.reconnect);
-            self.record = Some(record);
+            self.record = Some(SessionRecord::new(sid.clone(), fresh_secret, params.reconnect));
             out.push(Effect::Log(Event::info("session_created").with("sid", sid.as_str())));
         }
         let record = self.record.as_mut().expect("admitted or created above");
-        if admission == HostAdmission::TakeOver {
+        if take_over {
             record.host_generation += 1;
-            record.used = true;
         }
         record.reconnect = params.reconnect;
         record.host_away_until = None;
         let token = new_token(&mut self.last_token, now);
-        let info = SocketInfo::new(
-            Role::Host { generation: record.host_generation },
-            token,
-            params.keep_alive,
-            now,
-            &self.settings,
-        );
-        let (session_line, secret_line) = (say::session(&record.id), say::secret(&record.secret));
-        let (queued_bytes, queued_lines) = (record.queued_bytes, record.queued_lines);
+        let role = Role::Host { generation: record.host_generation };
+        let info = SocketInfo::new(role, token, params.keep_alive, now, &self.settings);
         out.push(Effect::Accept { socket: token, info: Some(info.clone()) });
         self.sockets.insert(token, info);
         self.host = Some(token);
-        Self::send(out, token, session_line);
-        Self::send(out, token, secret_line);
-        if admission == HostAdmission::TakeOver {
-            // Every client it can address: its own and its slaves'.
-            let mut ids: BTreeSet<u32> = self.clients.keys().copied().collect();
-            if let Some(record) = &self.record {
-                ids.extend(record.group.slave_clients());
-            }
-            for id in ids {
-                Self::send(out, token, say::connected(id));
-            }
-            if queued_lines > 0 {
-                out.push(Effect::Replay { to: token, bytes: queued_bytes, lines: queued_lines });
-                let record = self.record.as_mut().expect("exists");
-                record.queued_bytes = 0;
-                record.queued_lines = 0;
-            }
+        let record = self.record.as_ref().expect("exists");
+        Self::send(out, token, say::session(&record.id));
+        Self::send(out, token, say::secret(&record.secret));
+        if take_over {
+            self.replay_session(token, out);
         }
         self.persist(out);
         self.stats_changed(now);
         out.push(Effect::Respond(Answer::Upgrade { socket: token }));
     }
 
+    /// What a host that takes over must know (PROTOCOL.md section 2): the
+    /// links as they stand, every client it can address, then the queue.
+    fn replay_session(&mut self, host: Token, out: &mut Out<'_>) {
+        let record = self.record.as_ref().expect("taken over");
+        if let Some(master) = record.group.confirmed_master() {
+            Self::send(out, host, say::set_master(&master.sid));
+        }
+        for slave in &record.group.slaves {
+            Self::send(out, host, say::added_slave(&slave.sid));
+        }
+        let mut ids: BTreeSet<u32> = self.clients.keys().copied().collect();
+        ids.extend(record.group.slave_clients());
+        for id in ids {
+            Self::send(out, host, say::connected(id));
+        }
+        self.replay_queue(host, out);
+    }
+
     pub(super) fn host_left(&mut self, now: f64, out: &mut Out<'_>) {
         let Some(record) = self.record.as_mut() else { return };
         if !record.reconnect {
-            return self.end_session(EndReason::HostLeftWithoutReconnect, out);
+            return self.end_session(now, EndReason::HostLeftWithoutReconnect, out);
         }
         record.host_away_until = Some(now + self.settings.reconnect_ms);
         out.push(Effect::Log(
@@ -119,7 +112,7 @@ impl SessionCore {
                 .with("reconnect_seconds", self.settings.reconnect_ms / 1000.0),
         ));
         // A search whose host has gone must not be matched.
-        self.stop_searching(out);
+        self.stop_search(now, out);
         if let Some(record) = self.record.as_mut() {
             record.group.thaw_if_idle();
         }
@@ -127,30 +120,53 @@ impl SessionCore {
         self.stats_changed(now);
     }
 
-    pub(super) fn end_session(&mut self, why: EndReason, out: &mut Out<'_>) {
+    /// The session ends: its clients are closed `4004`, its links end as in
+    /// `/leave-session`, and the id is free again. What it still owes others
+    /// (its links' last messages, the end of its search, zero figures) stays
+    /// in storage until delivered.
+    pub(super) fn end_session(&mut self, now: f64, why: EndReason, out: &mut Out<'_>) {
         let tokens: Vec<Token> = self.sockets.keys().copied().collect();
         for token in tokens {
             self.close_socket(token, CLOSE_SESSION_CLOSED, out);
         }
-        self.leave_links("session ended", out);
+        self.leave_links(now, out);
+        self.owe_search_end();
+        self.owe_zero_figures(now);
         let Some(record) = self.record.take() else { return };
-        if !record.stats_reported.is_zero() {
-            let counts = SessionCounts::default();
-            Self::call_matchmaker(out, MatchmakerCall::Report { sid: record.id.clone(), counts }, Purpose::Notice);
-        }
-        out.push(Effect::Erase);
+        out.push(Effect::EraseQueue);
+        self.persist(out);
         out.push(Effect::Log(
             Event::info("session_ended").with("sid", record.id.as_str()).with("reason", why.as_str()),
         ));
+        self.stats_due = None;
         self.timers_dirty = true;
     }
 
-    /// After a restart, the record may say a host is connected although the
-    /// runtime holds no host socket (its close was never delivered).
+    /// After a wake-up: the links' senders are rebuilt from what was stored,
+    /// and a host whose close never arrived (a restart lost it) has left.
     pub(super) fn reconcile(&mut self, now: f64, out: &mut Out<'_>) {
+        if let Some(record) = &self.record {
+            if let Some(master) = &record.group.master {
+                let mut channel = Outbound::restore(&master.sid, master.link, master.outbox.clone(), false, now);
+                if !master.confirmed {
+                    channel.pause();
+                }
+                self.channels.insert(master.link, channel);
+            }
+            for slave in &record.group.slaves {
+                let channel = Outbound::restore(&slave.sid, slave.link, slave.outbox.clone(), false, now);
+                self.channels.insert(slave.link, channel);
+            }
+        }
+        for closing in &self.owed.closing {
+            let channel = Outbound::restore(&closing.peer, closing.link, closing.outbox.clone(), true, now);
+            self.channels.insert(closing.link, channel);
+        }
         let orphaned = self.host.is_none() && self.record.as_ref().is_some_and(|r| r.host_away_until.is_none());
         if orphaned {
             self.host_left(now, out);
+        } else if self.record.as_ref().is_some_and(|r| r.stats_reported != self.counts()) {
+            self.stats_changed(now);
         }
     }
 }

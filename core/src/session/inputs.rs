@@ -3,7 +3,7 @@
 use crate::calls::{Outcome, SessionCall};
 use crate::wire::{ClientParams, HostParams};
 
-use super::*;
+use super::{CallId, Token};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame<'a> {
@@ -17,54 +17,44 @@ pub enum Frame<'a> {
 pub enum Input<'a> {
     /// `GET /session?...` with an upgrade. `fresh_secret` is used if the
     /// session is created (randomness comes from outside).
-    HostConnect {
-        params: HostParams,
-        fresh_secret: String,
-    },
+    HostConnect { params: HostParams, fresh_secret: String },
     /// `GET /session/<sid>?...` with an upgrade.
-    ClientConnect {
-        params: ClientParams,
-    },
-    Frame {
-        socket: Token,
-        frame: Frame<'a>,
-    },
+    ClientConnect { params: ClientParams },
+    Frame { socket: Token, frame: Frame<'a> },
     /// The peer closed the socket (`code` as it sent it).
-    Closed {
-        socket: Token,
-        code: u16,
-    },
-    Errored {
-        socket: Token,
-    },
+    Closed { socket: Token, code: u16 },
+    Errored { socket: Token },
     Alarm,
     /// A call from another object; answered with `Effect::Respond`.
     Call(SessionCall),
-    /// The answer to a call this session made.
-    Answer {
-        call: OutgoingCall,
-        outcome: Outcome,
-    },
+    /// The answer to the call this session made as `id`.
+    Answer { id: CallId, outcome: Outcome },
     /// An effect's storage operation failed.
     StorageFailed(StorageFailure),
 }
 
+/// Where a queued line came from: who learns if it cannot be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueSource {
+    /// A client of this session (closed with 1011 if its message is not kept).
+    Client(Token),
+    /// A linked session's message (the link ends if it is not kept).
+    Link(crate::calls::LinkId),
+    /// A link line, kept outside the bound (logged if it is not kept).
+    Notice,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum StorageFailure {
+    /// The record (or what the session still owes others) could not be written.
     Persist(String),
-    /// A message could not be queued; `bytes` were counted for it.
-    Enqueue {
-        sender: Option<Token>,
-        bytes: usize,
-        error: String,
-    },
+    /// A line could not be queued; `bytes` were counted for it.
+    Enqueue { source: QueueSource, bytes: usize, error: String },
     /// The queue could not be read for the host that took over; nothing was
-    /// deleted. `bytes`/`lines` are what the queue held.
-    Replay {
-        host: Token,
-        bytes: usize,
-        lines: usize,
-        error: String,
-    },
+    /// sent or deleted. `bytes`/`lines`/`notices` are what the queue held.
+    Replay { host: Token, bytes: usize, lines: usize, notices: usize, error: String },
+    /// The queue was sent to the host, but deleting its rows (up to
+    /// `through`) failed: they must never be sent again.
+    QueueNotCleared { through: u64, error: String },
     Alarm(String),
 }

@@ -1,284 +1,408 @@
-//! Linked sessions (PROTOCOL.md section 4): calls from other objects, the
-//! answers to this session's calls, and the end of a link.
+//! Linked sessions (PROTOCOL.md section 4), as this session sees them: the
+//! Matchmaker's steps that make a link, the messages a partner sends over it,
+//! and how a link ends on this side.
+//!
+//! A link is made in three steps (ARCHITECTURE.md, "Making a link"): the
+//! Matchmaker offers the slave the link (the slave holds it as pending and
+//! answers with its clients), then asks the master to lead it (the master
+//! tells its host `!added-slave:` and the slave's `connected:` lines, and
+//! sends `Welcome` over the link), and the slave's host hears `!set-master:`
+//! only when `Welcome` arrives. A master that cannot lead (it closed, left,
+//! its host is away) refuses, and the slave forgets the link without its
+//! host ever hearing of it: a host never hears a link line about a session
+//! that is not its partner.
 
 use std::collections::BTreeSet;
 
-use crate::calls::{
-    MatchmakerCall, Outcome, SessionCall, SlaveEvent, CLIENT_UNKNOWN, CONFLICT_STATUS, GONE_STATUS, NOT_LINKED_YET,
-    OK_STATUS, POOL_FULL_STATUS, QUEUE_FULL_STATUS,
-};
-use crate::group::{MasterLink, SlaveLink};
+use crate::calls::{LinkBatch, LinkId, LinkMsg, Step, StepAnswer, STALE_STATUS};
+use crate::channel::{accept, Accept, Outbound};
+use crate::group::{ClosingLink, MasterLink, SlaveLink};
 use crate::journal::Event;
-use crate::wire::{http, say, CLOSE_HOST_UNAVAILABLE};
+use crate::wire::say;
 
-use super::*;
+use super::effects::Out;
+use super::inputs::QueueSource;
+use super::queue::Delivery;
+use super::{respond, Effect, SessionCore};
 
-impl SessionCore {
-    pub(super) fn call(&mut self, call: SessionCall, out: &mut Out<'_>) {
-        if self.record.is_none() {
-            return respond(out, GONE_STATUS, http::SESSION_NOT_FOUND);
-        }
-        self.on_call(call, out);
-    }
+/// How a link ends on this side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// This session's host left it, or the session ended: the partner hears
+    /// `Left`; this host hears nothing more (it asked, or is gone).
+    Left,
+    /// The partner ended it (its `Left` arrived): this host hears the notice.
+    PartnerLeft,
+    /// The partner does not hold the link, cannot be reached, or a message
+    /// of its did not fit the queue: this host hears the notice, the partner
+    /// hears `Left`.
+    Broken,
+    /// A slave's link its master never confirmed: nobody heard of it.
+    Abandoned,
+}
 
-    pub(super) fn call_peer(out: &mut Out<'_>, sid: &str, call: SessionCall, purpose: Purpose) {
-        out.push(Effect::Call(OutgoingCall {
-            to: Peer::Session(sid.to_string()),
-            body: CallBody::Session(call),
-            purpose,
-            attempt: 0,
-            retry_at: None,
-        }));
-    }
-
-    pub(super) fn call_matchmaker(out: &mut Out<'_>, call: MatchmakerCall, purpose: Purpose) {
-        out.push(Effect::Call(OutgoingCall {
-            to: Peer::Matchmaker,
-            body: CallBody::Matchmaker(call),
-            purpose,
-            attempt: 0,
-            retry_at: None,
-        }));
-    }
-
-    pub(super) fn on_call(&mut self, call: SessionCall, out: &mut Out<'_>) {
-        let sid = self.sid().to_string();
-        match call {
-            SessionCall::DeliverToHost { line, queue } => {
-                let status = self.deliver(line, queue, out);
-                respond(out, status, "");
-            }
-            SessionCall::SlaveEvent { slave, event } => {
-                let record = self.record.as_mut().expect("checked");
-                let Some(link) = record.group.slave_mut(&slave) else {
-                    return respond(out, NOT_LINKED_YET, "not linked yet");
-                };
-                match event {
-                    SlaveEvent::Connected(n) => {
-                        if link.holds(n) && link.clients.insert(n) {
-                            self.tell_host(out, say::connected(n));
-                            self.persist(out);
-                        }
-                        respond(out, OK_STATUS, "ok");
-                    }
-                    SlaveEvent::Disconnected(n) => {
-                        if link.clients.remove(&n) {
-                            self.tell_host(out, say::disconnected(n));
-                            self.persist(out);
-                        }
-                        respond(out, OK_STATUS, "ok");
-                    }
-                    SlaveEvent::Message(n, text) => {
-                        let status = self.deliver(say::from_client(n, &text), true, out);
-                        respond(out, status, "");
-                    }
-                }
-            }
-            SessionCall::ToClient { id, message } => {
-                let client =
-                    self.record.as_ref().and_then(|r| r.group.client_at_rank(id)).and_then(|c| self.clients.get(&c));
-                match client {
-                    Some(&token) => {
-                        Self::send(out, token, message);
-                        respond(out, OK_STATUS, "ok");
-                    }
-                    None => respond(out, OK_STATUS, CLIENT_UNKNOWN),
-                }
-            }
-            SessionCall::Broadcast { from, message } => {
-                let known = self.record.as_ref().is_some_and(|r| r.group.slaves.iter().any(|s| s.sid == from));
-                if !known {
-                    return respond(out, NOT_LINKED_YET, "not linked yet");
-                }
-                self.deliver(say::from_client(0, &message), true, out);
-                self.broadcast_to_slaves(Some(&from), &message, out);
-                respond(out, OK_STATUS, "ok");
-            }
-            SessionCall::LinkedAsSlave { master, offset } => {
-                let record = self.record.as_mut().expect("checked");
-                // It may have left its search, or linked otherwise, meanwhile.
-                if record.group.search.is_none() || record.group.is_linked() {
-                    return respond(out, CONFLICT_STATUS, "not searching");
-                }
-                record.group.search = None;
-                record.group.master = Some(MasterLink { sid: master.clone(), offset });
-                let clients: Vec<u32> =
-                    self.clients.keys().filter_map(|&id| record.group.id_at_master(id).map(|(_, n)| n)).collect();
-                self.persist(out);
-                self.deliver(say::set_master(&master), true, out);
-                out.push(Effect::Log(link_made(&master, &sid, offset)));
-                respond(out, OK_STATUS, &serde_json::to_string(&clients).expect("numbers serialise"));
-            }
-            SessionCall::LinkedAsMaster { slave, offset, span, clients, searching } => {
-                let own: Vec<u32> = self.clients.keys().copied().collect();
-                let record = self.record.as_mut().expect("checked");
-                if record.group.master.is_some()
-                    || record.group.frozen.is_none()
-                    || record.group.slaves.iter().any(|s| s.sid == slave)
-                {
-                    return respond(out, CONFLICT_STATUS, "cannot lead");
-                }
-                let clients: BTreeSet<u32> =
-                    clients.into_iter().filter(|&n| n > offset && n <= offset + span).collect();
-                record.group.slaves.push(SlaveLink { sid: slave.clone(), offset, span, clients: clients.clone() });
-                if !searching {
-                    record.group.search = None;
-                }
-                record.group.frozen.get_or_insert(own);
-                self.persist(out);
-                self.deliver(say::added_slave(&slave), true, out);
-                for n in clients {
-                    self.tell_host(out, say::connected(n));
-                }
-                respond(out, OK_STATUS, "ok");
-            }
-            SessionCall::MasterLeft { master } => {
-                self.master_gone(&master, "master left", out);
-                respond(out, OK_STATUS, "ok");
-            }
-            SessionCall::SlaveLeft { slave } => {
-                let known = self.record.as_ref().is_some_and(|r| r.group.slaves.iter().any(|s| s.sid == slave));
-                if !known {
-                    // Its link may still be on its way here: the slave asks again.
-                    return respond(out, NOT_LINKED_YET, "not linked yet");
-                }
-                self.slave_gone(&slave, "slave left", out);
-                respond(out, OK_STATUS, "ok");
-            }
-        }
-    }
-
-    /// This slave's master is gone: the link ends here.
-    pub(super) fn master_gone(&mut self, master: &str, why: &'static str, out: &mut Out<'_>) {
-        let Some(record) = self.record.as_mut() else { return };
-        if record.group.master.as_ref().is_none_or(|m| m.sid != master) {
-            return;
-        }
-        record.group.master = None;
-        let sid = record.id.clone();
-        self.stop_searching(out);
-        if let Some(record) = self.record.as_mut() {
-            record.group.thaw_if_idle();
-        }
-        self.persist(out);
-        self.deliver(say::MASTER_LEFT.to_string(), true, out);
-        out.push(Effect::Log(link_ended(master, &sid, why)));
-    }
-
-    /// One of this master's slaves is gone: its clients first, then the notice.
-    pub(super) fn slave_gone(&mut self, slave: &str, why: &'static str, out: &mut Out<'_>) {
-        let Some(record) = self.record.as_mut() else { return };
-        let Some(pos) = record.group.slaves.iter().position(|s| s.sid == slave) else { return };
-        let link = record.group.slaves.remove(pos);
-        let sid = record.id.clone();
-        for n in &link.clients {
-            self.tell_host(out, say::disconnected(*n));
-        }
-        self.stop_searching(out);
-        if let Some(record) = self.record.as_mut() {
-            record.group.thaw_if_idle();
-        }
-        self.persist(out);
-        self.deliver(say::slave_left(slave), true, out);
-        out.push(Effect::Log(link_ended(&sid, slave, why)));
-    }
-
-    pub(super) fn answer(&mut self, now: f64, call: OutgoingCall, outcome: Outcome, out: &mut Out<'_>) {
-        if self.record.is_none() {
-            return;
-        }
-        let peer = match &call.to {
-            Peer::Session(sid) => Some(sid.clone()),
-            Peer::Matchmaker => None,
-        };
-        let status = match &outcome {
-            Outcome::Status(status, _) => Some(*status),
-            Outcome::Failed(_) => None,
-        };
-        if let Outcome::Failed(error) = &outcome {
-            out.push(Effect::Log(
-                Event::error("call_failed")
-                    .with("sid", self.sid())
-                    .with("to", peer.clone().unwrap_or_else(|| "matchmaker".into()))
-                    .with("error", error.as_str()),
-            ));
-        }
-        // A slave's call got to its master before the link did: again, in order.
-        if status == Some(NOT_LINKED_YET) {
-            if call.attempt < LINK_RETRIES {
-                let retry = OutgoingCall { attempt: call.attempt + 1, retry_at: Some(now + LINK_RETRY_MS), ..call };
-                out.push(Effect::Call(retry));
-            } else if let Some(master) = peer {
-                // The master never heard of the link: it is not a link.
-                out.push(Effect::Log(
-                    Event::warn("link_unconfirmed").with("sid", self.sid()).with("master", master.as_str()),
-                ));
-                self.master_gone(&master, "link never confirmed", out);
-            }
-            return;
-        }
-        if status == Some(GONE_STATUS) {
-            if let Some(peer) = &peer {
-                self.peer_gone(peer, out);
-            }
-        }
-        match call.purpose {
-            Purpose::Notice | Purpose::Linked => {}
-            Purpose::Search => {
-                if status != Some(OK_STATUS) {
-                    // Refused (the Matchmaker's list is full) or lost: the search
-                    // is off and the host hears `invalid`, the protocol's "not done".
-                    let record = self.record.as_mut().expect("checked");
-                    if record.group.search.take().is_some() {
-                        record.group.thaw_if_idle();
-                        self.persist(out);
-                        self.tell_host(out, say::INVALID);
-                        let why = if status == Some(POOL_FULL_STATUS) {
-                            "too many searches"
-                        } else {
-                            "matchmaker unavailable"
-                        };
-                        out.push(Effect::Log(
-                            Event::warn("search_refused").with("sid", self.sid()).with("reason", why),
-                        ));
-                    }
-                }
-            }
-            Purpose::Stats => {
-                if let Outcome::Status(OK_STATUS, body) = &outcome {
-                    self.tell_host(out, say::stats(body));
-                }
-            }
-            Purpose::ToSlaveClient { digits } => {
-                let delivered = matches!(&outcome, Outcome::Status(OK_STATUS, body) if body != CLIENT_UNKNOWN);
-                if !delivered {
-                    self.tell_host(out, say::unknown(&digits));
-                }
-            }
-            Purpose::Forwarded { sender } => {
-                if status == Some(QUEUE_FULL_STATUS) && self.sockets.contains_key(&sender) {
-                    self.refuse(now, sender, CLOSE_HOST_UNAVAILABLE, out);
-                }
-            }
-        }
-    }
-
-    /// A linked session answered that it does not exist: the link ends as if
-    /// it had left.
-    pub(super) fn peer_gone(&mut self, peer: &str, out: &mut Out<'_>) {
-        let Some(record) = self.record.as_ref() else { return };
-        if record.group.master.as_ref().is_some_and(|m| m.sid == peer) {
-            self.master_gone(peer, "master gone", out);
-        } else if record.group.slaves.iter().any(|s| s.sid == peer) {
-            self.slave_gone(peer, "slave gone", out);
+impl Ending {
+    fn reason(self) -> &'static str {
+        match self {
+            Ending::Left => "left",
+            Ending::PartnerLeft => "partner left",
+            Ending::Broken => "partner unreachable or out of room",
+            Ending::Abandoned => "never confirmed",
         }
     }
 }
 
-pub(super) fn link_made(master: &str, slave: &str, offset: u32) -> Event {
+impl SessionCore {
+    // ---- the Matchmaker's steps ---------------------------------------------------
+
+    pub(super) fn take_step(&mut self, now: f64, step: Step, out: &mut Out<'_>) -> StepAnswer {
+        match step {
+            Step::Offer { link, master, offset, epoch } => self.take_offer(now, link, master, offset, epoch, out),
+            Step::Lead { link, slave, offset, span, clients, fills } => {
+                self.take_lead(now, link, slave, offset, span, clients, fills, out)
+            }
+            Step::Undo { link } => self.undo(link, out),
+        }
+    }
+
+    fn take_offer(
+        &mut self,
+        now: f64,
+        link: LinkId,
+        master: String,
+        offset: u32,
+        epoch: u64,
+        out: &mut Out<'_>,
+    ) -> StepAnswer {
+        let Some(record) = self.record.as_mut() else { return StepAnswer::Refused };
+        let group = &mut record.group;
+        let repeated = group.master.as_ref().is_some_and(|m| m.link == link);
+        if !repeated {
+            // It may have stopped searching, or linked otherwise, meanwhile.
+            let searching = group.search.is_some() && group.search_epoch == epoch;
+            if !searching || group.is_linked() || master == record.id {
+                return StepAnswer::Refused;
+            }
+            group.master = Some(MasterLink {
+                sid: master.clone(),
+                offset,
+                link,
+                confirmed: false,
+                since: now,
+                applied: 0,
+                outbox: Vec::new(),
+            });
+            let mut channel = Outbound::new(&master, link, now);
+            channel.pause();
+            self.channels.insert(link, channel);
+            self.persist(out);
+        }
+        let record = self.record.as_ref().expect("checked");
+        let clients = self.clients.keys().filter_map(|&id| record.group.id_at_master(id).map(|(_, n)| n)).collect();
+        StepAnswer::Accepted { clients }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn take_lead(
+        &mut self,
+        now: f64,
+        link: LinkId,
+        slave: String,
+        offset: u32,
+        span: u32,
+        clients: Vec<u32>,
+        fills: bool,
+        out: &mut Out<'_>,
+    ) -> StepAnswer {
+        let own: Vec<u32> = self.clients.keys().copied().collect();
+        let max = self.settings.max_clients;
+        let Some(record) = self.record.as_mut() else { return StepAnswer::Refused };
+        let group = &mut record.group;
+        if group.slave_by_link(link).is_some() {
+            return StepAnswer::Accepted { clients: Vec::new() };
+        }
+        // It may have closed, left, lost its host or linked otherwise
+        // meanwhile: "stop being joinable" holds for links in flight too.
+        let frozen = group.frozen.clone().unwrap_or(own);
+        let own_top = frozen.last().copied().unwrap_or(0);
+        let overlaps = offset < own_top
+            || group.slaves.iter().any(|s| offset < s.offset + s.span && s.offset < offset + span || s.sid == slave);
+        let count = frozen.len() as u32 + group.slaves.iter().map(|s| s.span).sum::<u32>() + span;
+        if group.search.is_none()
+            || group.master.is_some()
+            || group.slaves.len() as u32 >= max
+            || overlaps
+            || count > max
+            || slave == record.id
+        {
+            return StepAnswer::Refused;
+        }
+        let clients: BTreeSet<u32> = clients.into_iter().filter(|&n| n > offset && n <= offset + span).collect();
+        group.frozen = Some(frozen);
+        group.slaves.push(SlaveLink {
+            sid: slave.clone(),
+            offset,
+            span,
+            clients: clients.clone(),
+            link,
+            applied: 0,
+            outbox: Vec::new(),
+        });
+        if fills {
+            // The Matchmaker took the full master out of its pool.
+            group.search = None;
+            group.search_synced = Some((group.search_epoch, false));
+        }
+        let sid = record.id.clone();
+        let mut channel = Outbound::new(&slave, link, now);
+        channel.push(LinkMsg::Welcome).expect("durable messages always fit");
+        self.channels.insert(link, channel);
+        self.persist(out);
+        self.tell_host(out, say::added_slave(&slave));
+        for n in clients {
+            self.tell_host(out, say::connected(n));
+        }
+        out.push(Effect::Log(link_made(&sid, &slave, offset)));
+        StepAnswer::Accepted { clients: Vec::new() }
+    }
+
+    fn undo(&mut self, link: LinkId, out: &mut Out<'_>) -> StepAnswer {
+        let Some(record) = self.record.as_mut() else { return StepAnswer::Undone { searching: None } };
+        let group = &mut record.group;
+        if group.master.as_ref().is_some_and(|m| m.link == link && !m.confirmed) {
+            group.master = None;
+            self.channels.remove(&link);
+            self.persist(out);
+        }
+        let group = &self.record.as_ref().expect("checked").group;
+        let searching = (group.search.is_some() && group.master.is_none()).then_some(group.search_epoch);
+        StepAnswer::Undone { searching }
+    }
+
+    // ---- a partner's messages -------------------------------------------------------
+
+    /// Applies a batch of the partner's messages in order and once, and
+    /// answers with the highest one applied. A batch for a link this session
+    /// does not hold (any more) is refused as stale.
+    pub(super) fn on_link_batch(&mut self, now: f64, batch: LinkBatch, out: &mut Out<'_>) {
+        let Some(record) = self.record.as_ref() else { return respond(out, STALE_STATUS, "no such link") };
+        let group = &record.group;
+        let as_slave = group.master.as_ref().filter(|m| m.link == batch.link && m.sid == batch.from);
+        let as_master = group.slave_by_link(batch.link).filter(|s| s.sid == batch.from);
+        let applied = match (as_slave, as_master) {
+            (Some(m), _) => m.applied,
+            (None, Some(s)) => s.applied,
+            (None, None) => return respond(out, STALE_STATUS, "no such link"),
+        };
+        let slave_side = as_slave.is_some();
+        let start = match accept(applied, &batch) {
+            Accept::Gap => return respond(out, 200, &ack_json(applied)),
+            Accept::From(i) => i,
+        };
+        let link = batch.link;
+        let mut last = applied;
+        for entry in batch.entries.into_iter().skip(start) {
+            last = entry.seq;
+            let still = if slave_side {
+                self.from_master(now, link, entry.msg, out)
+            } else {
+                self.from_slave(now, link, entry.msg, out)
+            };
+            if !still {
+                // The link is over: nothing after this applies, and the
+                // partner need not send it again.
+                return respond(out, 200, &ack_json(u64::MAX));
+            }
+        }
+        if let Some(record) = self.record.as_mut() {
+            if let Some(m) = record.group.master.as_mut().filter(|m| m.link == link) {
+                m.applied = last;
+            } else if let Some(s) = record.group.slave_by_link_mut(link) {
+                s.applied = last;
+            }
+        }
+        // Applied once, even across a reset: stored before the answer leaves.
+        self.persist(out);
+        respond(out, 200, &ack_json(last));
+    }
+
+    /// One message from this slave's master; false once the link is over.
+    fn from_master(&mut self, now: f64, link: LinkId, msg: LinkMsg, out: &mut Out<'_>) -> bool {
+        match msg {
+            LinkMsg::Welcome => {
+                let record = self.record.as_mut().expect("linked");
+                let group = &mut record.group;
+                let master = group.master.as_mut().expect("linked");
+                if !master.confirmed {
+                    master.confirmed = true;
+                    let master_sid = master.sid.clone();
+                    let offset = master.offset;
+                    // The Matchmaker took this search out of its pool.
+                    group.search = None;
+                    group.search_synced = Some((group.search_epoch, false));
+                    let sid = record.id.clone();
+                    if let Some(channel) = self.channels.get_mut(&link) {
+                        channel.resume();
+                    }
+                    self.deliver_notice(say::set_master(&master_sid), out);
+                    out.push(Effect::Log(link_made(&master_sid, &sid, offset)));
+                }
+            }
+            LinkMsg::ToClient { rank, digits, text } => {
+                let record = self.record.as_ref().expect("linked");
+                match record.group.client_at_rank(rank).and_then(|c| self.clients.get(&c)) {
+                    Some(&token) => Self::send(out, token, text),
+                    None => self.push_link(now, link, LinkMsg::Unknown { digits }, out),
+                }
+            }
+            LinkMsg::Broadcast { text } => {
+                let line = say::from_client(0, &text);
+                if self.deliver_message(line, text.len(), QueueSource::Link(link), out) == Delivery::NoRoom {
+                    self.end_master_link(now, Ending::Broken, out);
+                    return false;
+                }
+            }
+            LinkMsg::Left => {
+                self.end_master_link(now, Ending::PartnerLeft, out);
+                return false;
+            }
+            // Only a slave sends these.
+            LinkMsg::Connected { .. }
+            | LinkMsg::Disconnected { .. }
+            | LinkMsg::Message { .. }
+            | LinkMsg::Unknown { .. } => {}
+        }
+        true
+    }
+
+    /// One message from one of this master's slaves; false once that link is over.
+    fn from_slave(&mut self, now: f64, link: LinkId, msg: LinkMsg, out: &mut Out<'_>) -> bool {
+        match msg {
+            LinkMsg::Connected { id } => {
+                let slave = self.record.as_mut().and_then(|r| r.group.slave_by_link_mut(link)).expect("linked");
+                if slave.holds(id) && slave.clients.insert(id) {
+                    self.tell_host(out, say::connected(id));
+                }
+            }
+            LinkMsg::Disconnected { id } => {
+                let slave = self.record.as_mut().and_then(|r| r.group.slave_by_link_mut(link)).expect("linked");
+                if slave.clients.remove(&id) {
+                    self.tell_host(out, say::disconnected(id));
+                }
+            }
+            LinkMsg::Message { id, text } => {
+                let line = say::from_client(id, &text);
+                if self.deliver_message(line, text.len(), QueueSource::Link(link), out) == Delivery::NoRoom {
+                    self.end_slave_link(now, link, Ending::Broken, out);
+                    return false;
+                }
+            }
+            LinkMsg::Unknown { digits } => {
+                self.tell_host(out, say::unknown(&digits));
+            }
+            LinkMsg::Broadcast { text } => {
+                let line = say::from_client(0, &text);
+                if self.deliver_message(line, text.len(), QueueSource::Link(link), out) == Delivery::NoRoom {
+                    self.end_slave_link(now, link, Ending::Broken, out);
+                    return false;
+                }
+                self.broadcast(now, Some(link), &text, out);
+            }
+            LinkMsg::Left => {
+                self.end_slave_link(now, link, Ending::PartnerLeft, out);
+                return false;
+            }
+            // Only a master sends these.
+            LinkMsg::Welcome | LinkMsg::ToClient { .. } => {}
+        }
+        true
+    }
+
+    // ---- how a link ends ---------------------------------------------------------------
+
+    /// `/leave-session`, also run when a session ends: every link ends.
+    pub(super) fn leave_links(&mut self, now: f64, out: &mut Out<'_>) {
+        let Some(record) = self.record.as_ref() else { return };
+        let slaves: Vec<LinkId> = record.group.slaves.iter().map(|s| s.link).collect();
+        // The master's host no longer reaches its slaves' clients.
+        let gone: BTreeSet<u32> = record.group.slave_clients().collect();
+        for n in gone {
+            self.tell_host(out, say::disconnected(n));
+        }
+        for link in slaves {
+            self.end_slave_link(now, link, Ending::Left, out);
+        }
+        if self.record.as_ref().is_some_and(|r| r.group.master.is_some()) {
+            self.end_master_link(now, Ending::Left, out);
+        }
+    }
+
+    /// This slave's link to its master ends here.
+    pub(super) fn end_master_link(&mut self, now: f64, how: Ending, out: &mut Out<'_>) {
+        let Some(record) = self.record.as_mut() else { return };
+        let Some(master) = record.group.master.take() else { return };
+        let sid = record.id.clone();
+        self.close_channel(master.link, &master.sid, how, out);
+        if how != Ending::Abandoned {
+            self.stop_search(now, out);
+        }
+        if let Some(record) = self.record.as_mut() {
+            record.group.thaw_if_idle();
+        }
+        self.persist(out);
+        if matches!(how, Ending::PartnerLeft | Ending::Broken) && master.confirmed {
+            self.deliver_notice(say::MASTER_LEFT.to_string(), out);
+        }
+        if master.confirmed {
+            out.push(Effect::Log(link_ended(&master.sid, &sid, how.reason())));
+        }
+    }
+
+    /// One of this master's links ends here: its clients first, then the notice.
+    pub(super) fn end_slave_link(&mut self, now: f64, link: LinkId, how: Ending, out: &mut Out<'_>) {
+        let Some(record) = self.record.as_mut() else { return };
+        let Some(pos) = record.group.slaves.iter().position(|s| s.link == link) else { return };
+        let slave = record.group.slaves.remove(pos);
+        let sid = record.id.clone();
+        self.close_channel(link, &slave.sid, how, out);
+        if how != Ending::Left {
+            for n in &slave.clients {
+                self.deliver_notice(say::disconnected(*n), out);
+            }
+            self.deliver_notice(say::slave_left(&slave.sid), out);
+        }
+        self.stop_search(now, out);
+        if let Some(record) = self.record.as_mut() {
+            record.group.thaw_if_idle();
+        }
+        self.persist(out);
+        out.push(Effect::Log(link_ended(&sid, &slave.sid, how.reason())));
+    }
+
+    /// The link's sender: it delivers `Left` unless the partner ended the
+    /// link or never held it; until then the link is owed.
+    fn close_channel(&mut self, link: LinkId, peer: &str, how: Ending, out: &mut Out<'_>) {
+        let Some(mut channel) = self.channels.remove(&link) else { return };
+        if how == Ending::PartnerLeft {
+            return;
+        }
+        // An abandoned link's master may have taken it meanwhile: it hears
+        // `Left` too (or answers that it never held the link).
+        channel.close();
+        self.owed.closing.push(ClosingLink { peer: peer.to_string(), link, outbox: channel.durable() });
+        self.channels.insert(link, channel);
+        self.persist(out);
+    }
+}
+
+fn ack_json(ack: u64) -> String {
+    format!("{{\"ack\":{ack}}}")
+}
+
+fn link_made(master: &str, slave: &str, offset: u32) -> Event {
     Event::info("link_made").with("master", master).with("slave", slave).with("offset", offset)
 }
 
-pub(super) fn link_ended(master: &str, slave: &str, why: &'static str) -> Event {
+fn link_ended(master: &str, slave: &str, why: &'static str) -> Event {
     Event::info("link_ended").with("master", master).with("slave", slave).with("reason", why)
 }

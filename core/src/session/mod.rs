@@ -5,61 +5,88 @@
 //! failure) at a given time and returns the ordered [`Effect`]s the Durable
 //! Object must carry out. No I/O, clock or randomness happens here: the time
 //! and fresh secrets come in with the inputs, so every behaviour is tested
-//! natively (`askutron-sim`).
+//! natively, on the simulator (`askutron-sim`).
 //!
 //! Effect order is the contract: e.g. a host connect yields `Accept`, then
-//! `session:`, `secret:`, the `connected:` replay, the queue replay, and last
-//! the HTTP answer. Memory here is only what hibernation may lose: the record
-//! is persisted (`Effect::Persist`) whenever it changes, and each socket's
-//! facts travel in its attachment (`Effect::Attach`).
+//! `session:`, `secret:`, the link lines, the `connected:` lines, the queue
+//! replay, and last the HTTP answer. Memory here is only what hibernation may
+//! lose: the record is persisted (`Effect::Persist`) whenever it changes, and
+//! each socket's facts travel in its attachment (`Effect::Attach`).
+//!
+//! One file per concern: `hosting` (section 2), `clients` (3), `relay` and
+//! `queue` (2, 3, 5), `commands` and `links` (4), `channels` (the calls that
+//! carry a link), `search` and `figures` (what the Matchmaker and the
+//! aggregators must know), `timers` (6), `faults` (storage failures),
+//! `sockets` (bookkeeping), `calls` (what comes in from other objects).
 
+mod calls;
+mod channels;
 mod clients;
 mod commands;
 mod effects;
 mod faults;
+mod figures;
 mod hosting;
 mod inputs;
+mod limits;
 mod links;
+mod queue;
 mod relay;
+pub mod search;
 mod sockets;
 mod timers;
-
-use effects::Out;
-pub use effects::{Answer, CallBody, Effect, OutgoingCall, Peer, Purpose};
-pub use hosting::EndReason;
-pub use inputs::{Frame, Input, StorageFailure};
-use links::link_ended;
-use sockets::new_token;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use effects::{Answer, CallBody, Effect, Peer};
+pub use hosting::EndReason;
+pub use inputs::{Frame, Input, QueueSource, StorageFailure};
+
+use crate::calls::LinkId;
+use crate::channel::Outbound;
 use crate::journal::Event;
-use crate::record::{Role, SessionRecord, SocketInfo};
+use crate::record::{Obligations, Role, SessionRecord, SocketInfo};
+use crate::retry::Backoff;
 use crate::settings::Settings;
-use crate::wire::Close;
+use effects::Out;
 
 /// Names a socket within its session (its attachment's `token`).
 pub type Token = u64;
 /// The token of a socket that is refused right after its upgrade (4003): it
 /// is never hibernated or counted. Real tokens start at 1.
 pub const EPHEMERAL: Token = 0;
+/// Names a call this session made, so its answer finds its way back.
+pub type CallId = u64;
 
-/// Figures reach the Matchmaker at most this long after they change.
-pub const STATS_DELAY_MS: f64 = 1_000.0;
-/// A keep-alive due within this much of an alarm is sent by that alarm, so one
-/// wake-up serves sockets whose periods started close together.
-const KEEP_ALIVE_SLACK_MS: f64 = 5.0;
-/// A slave's call that reached its master before the master heard of the link
-/// (`NOT_LINKED_YET`) is sent again after this long, up to `LINK_RETRIES` times.
-pub const LINK_RETRY_MS: f64 = 25.0;
-pub const LINK_RETRIES: u32 = 80;
+/// What a call in flight was for.
+#[derive(Debug, Clone, PartialEq)]
+enum InFlight {
+    /// A batch of a link's messages.
+    Link(LinkId),
+    /// The search state `(epoch, searching)` to the Matchmaker.
+    Search(u64, bool),
+    /// A search the ended session owed a cancel for.
+    Cancel(u64),
+    /// The figures to the session's aggregator, as counted at `at`.
+    Report(crate::stats::SessionCounts, u32, f64),
+    /// Zero figures to an aggregator that no longer should count the session.
+    Unreport(u32),
+    /// `/stats` for the host.
+    StatsQuery,
+}
 
 /// One session's state machine.
 #[derive(Debug, Clone)]
 pub struct SessionCore {
     settings: Settings,
+    /// The live session, if there is one.
     record: Option<SessionRecord>,
+    /// What is owed to other objects, with or without a live session.
+    owed: Obligations,
+    /// Set when the stored state could not be read: nothing is decided until
+    /// it can be (the executor reads again at the next event).
+    unreadable: Option<String>,
     /// Live sockets (not closed by the relay, not closed by their peer).
     sockets: BTreeMap<Token, SocketInfo>,
     host: Option<Token>,
@@ -69,28 +96,64 @@ pub struct SessionCore {
     alarm: Option<Option<f64>>,
     /// Something a deadline depends on changed since the alarm was computed.
     timers_dirty: bool,
-    /// The record has been squared with the sockets that really exist.
+    /// The record has been squared with the sockets that really exist, and
+    /// the links' senders rebuilt.
     reconciled: bool,
     /// The highest token handed out or seen in an attachment.
     last_token: Token,
-    /// When the figures for `/stats` are next reported, if they changed.
+    /// When the figures are next reported, if they changed.
     stats_due: Option<f64>,
+    /// Senders of this session's links, and of links that ended here whose
+    /// last message is not yet acknowledged, by link.
+    channels: BTreeMap<LinkId, Outbound>,
+    calls: BTreeMap<CallId, InFlight>,
+    next_call: CallId,
+    search_retry: Backoff,
+    report_retry: Backoff,
+    cancel_retry: Backoff,
+    unreport_retry: Backoff,
+    /// A write failed: the next event writes again.
+    persist_again: bool,
+    /// The input being handled is a call (or a storage failure during one):
+    /// its answer may still change.
+    answering_call: bool,
 }
+
 impl SessionCore {
-    /// A core for an object that is (re)constructed: the stored record, if
-    /// any, and the attachments of the sockets the runtime still holds.
-    pub fn restore(settings: Settings, record: Option<SessionRecord>, sockets: Vec<SocketInfo>) -> Self {
+    /// A core for an object that is (re)constructed: what storage held (or
+    /// why it could not be read), and the attachments of the sockets the
+    /// runtime still holds.
+    pub fn restore(
+        settings: Settings,
+        stored: Result<(Option<SessionRecord>, Obligations), String>,
+        sockets: Vec<SocketInfo>,
+    ) -> Self {
+        let (record, owed, unreadable) = match stored {
+            Ok((record, owed)) => (record, owed, None),
+            Err(error) => (None, Obligations::default(), Some(error)),
+        };
         let mut core = SessionCore {
             settings,
             record,
+            owed,
+            unreadable,
             sockets: BTreeMap::new(),
             host: None,
             clients: BTreeMap::new(),
             alarm: None,
-            timers_dirty: false,
+            timers_dirty: true,
             reconciled: false,
             last_token: 0,
             stats_due: None,
+            channels: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            next_call: 1,
+            search_retry: search::backoff(),
+            report_retry: figures::backoff(),
+            cancel_retry: search::backoff(),
+            unreport_retry: figures::backoff(),
+            persist_again: false,
+            answering_call: false,
         };
         let generation = core.record.as_ref().map(|r| r.host_generation);
         core.last_token = sockets.iter().map(|i| i.token).max().unwrap_or(0);
@@ -110,8 +173,23 @@ impl SessionCore {
         core
     }
 
+    /// A core for an object that never stored anything.
+    pub fn empty(settings: Settings) -> Self {
+        SessionCore::restore(settings, Ok((None, Obligations::default())), Vec::new())
+    }
+
     pub fn record(&self) -> Option<&SessionRecord> {
         self.record.as_ref()
+    }
+
+    /// What the session still owes other objects.
+    pub fn obligations(&self) -> &Obligations {
+        &self.owed
+    }
+
+    /// The stored state could not be read; the executor should read again.
+    pub fn is_unreadable(&self) -> bool {
+        self.unreadable.is_some()
     }
 
     pub fn socket(&self, token: Token) -> Option<&SocketInfo> {
@@ -127,49 +205,74 @@ impl SessionCore {
         self.clients.keys().copied().collect()
     }
 
+    /// The senders of this session's links, by link (for tests and figures).
+    pub fn channels(&self) -> &BTreeMap<LinkId, Outbound> {
+        &self.channels
+    }
+
+    /// Calls this session has in flight.
+    pub fn calls_in_flight(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Work that finishes by itself given time: calls under way, link
+    /// messages not yet acknowledged, a link not yet confirmed, a search
+    /// state the Matchmaker has not acknowledged, obligations to deliver.
+    /// (Figures are not counted: they are reported on a timer.)
+    pub fn busy(&self) -> bool {
+        !self.calls.is_empty()
+            || self.channels.values().any(|c| !c.is_idle() && !c.is_paused())
+            || self.record.as_ref().is_some_and(|r| r.group.master.as_ref().is_some_and(|m| !m.confirmed))
+            || self.search_unsynced()
+            || !self.owed.closing.is_empty()
+            || self.owed.cancel.is_some()
+    }
+
     pub fn handle<'a>(&mut self, now: f64, input: Input<'a>) -> Vec<Effect<'a>> {
         let mut out = Vec::new();
+        if let Some(error) = self.unreadable.clone() {
+            faults::while_unreadable(now, &error, input, &mut out);
+            return out;
+        }
         if !self.reconciled {
             self.reconciled = true;
             self.reconcile(now, &mut out);
+        }
+        match &input {
+            Input::Call(_) => self.answering_call = true,
+            Input::StorageFailed(_) => {}
+            _ => self.answering_call = false,
         }
         match input {
             Input::HostConnect { params, fresh_secret } => self.host_connect(now, params, fresh_secret, &mut out),
             Input::ClientConnect { params } => self.client_connect(now, params, &mut out),
             Input::Frame { socket, frame } => self.frame(now, socket, frame, &mut out),
-            Input::Closed { socket, code } => {
-                if self.sockets.contains_key(&socket) {
-                    self.mark_closed(socket, &mut out);
-                    // Complete the handshake the peer started; 1005/1006 may not be sent.
-                    let code = if code == 1005 || code == 1006 { 1000 } else { code };
-                    out.push(Effect::Close { to: socket, close: Close { code, reason: "bye" } });
-                    self.depart(now, socket, &mut out);
-                }
-            }
-            Input::Errored { socket } => {
-                if self.sockets.contains_key(&socket) {
-                    self.mark_closed(socket, &mut out);
-                    out.push(Effect::Close { to: socket, close: Close { code: 1011, reason: "socket error" } });
-                    self.depart(now, socket, &mut out);
-                }
-            }
+            Input::Closed { socket, code } => self.peer_closed(now, socket, code, &mut out),
+            Input::Errored { socket } => self.peer_errored(now, socket, &mut out),
             Input::Alarm => self.alarm_fired(now, &mut out),
-            Input::Call(call) => self.call(call, &mut out),
-            Input::Answer { call, outcome } => self.answer(now, call, outcome, &mut out),
+            Input::Call(call) => self.on_call(now, call, &mut out),
+            Input::Answer { id, outcome } => self.on_answer(now, id, outcome, &mut out),
             Input::StorageFailed(failure) => self.storage_failed(now, failure, &mut out),
         }
-        self.schedule(&mut out);
+        self.flush_calls(now, &mut out);
+        if std::mem::take(&mut self.persist_again) {
+            self.persist(&mut out);
+        }
+        self.schedule(now, &mut out);
         out
     }
 
+    // ---- helpers shared by the concerns -------------------------------------------
+
     fn sid(&self) -> &str {
-        self.record.as_ref().map_or("", |r| r.id.as_str())
+        self.record.as_ref().map_or(self.owed.sid.as_str(), |r| r.id.as_str())
     }
 
     fn send<'a>(out: &mut Out<'a>, to: Token, text: impl Into<Cow<'a, str>>) {
         out.push(Effect::Send { to, text: text.into() });
     }
 
+    /// Sends a line to the host if one is connected; true if it was sent.
     fn tell_host<'a>(&self, out: &mut Out<'a>, text: impl Into<Cow<'a, str>>) -> bool {
         match self.host {
             Some(host) => {
@@ -180,18 +283,57 @@ impl SessionCore {
         }
     }
 
+    /// Stores the record and obligations, with each link's unacknowledged
+    /// durable messages copied in from its sender.
     fn persist(&mut self, out: &mut Out<'_>) {
         self.timers_dirty = true;
+        if let Some(record) = self.record.as_mut() {
+            if let Some(master) = record.group.master.as_mut() {
+                master.outbox = self.channels.get(&master.link).map(Outbound::durable).unwrap_or_default();
+            }
+            for slave in record.group.slaves.iter_mut() {
+                slave.outbox = self.channels.get(&slave.link).map(Outbound::durable).unwrap_or_default();
+            }
+        }
+        for closing in self.owed.closing.iter_mut() {
+            closing.outbox = self.channels.get(&closing.link).map(Outbound::durable).unwrap_or_default();
+        }
+        if !self.owed.is_empty() && self.owed.sid.is_empty() {
+            self.owed.sid = self.sid().to_string();
+        }
         out.push(Effect::Persist);
+    }
+
+    /// What storage should hold now: the record and the obligations.
+    pub fn stored(&self) -> (Option<&SessionRecord>, &Obligations) {
+        (self.record.as_ref(), &self.owed)
+    }
+
+    fn call(&mut self, to: Peer, body: CallBody, purpose: InFlight, out: &mut Out<'_>) {
+        let id = self.next_call;
+        self.next_call += 1;
+        self.calls.insert(id, purpose);
+        self.timers_dirty = true;
+        out.push(Effect::Call { id, to, body });
     }
 }
 
-pub(super) fn respond(out: &mut Out<'_>, status: u16, body: &str) {
+/// A socket token no socket of this object has had: past every token still
+/// known (closed sockets the runtime holds until their TCP is down included),
+/// and from the clock (1,000 a millisecond, far below 2^53), so a session made
+/// after a wake-up never reuses one either. Nothing needs storing for it.
+fn new_token(last: &mut Token, now: f64) -> Token {
+    let token = (*last + 1).max((now.max(0.0) as u64).saturating_mul(1000));
+    *last = token;
+    token
+}
+
+fn respond(out: &mut Out<'_>, status: u16, body: &str) {
     out.push(Effect::Respond(Answer::Text { status, body: body.to_string() }));
 }
 
 /// An HTTP refusal of a connect, logged with its reason.
-pub(super) fn refuse_http(out: &mut Out<'_>, status: u16, body: &str) {
+fn refuse_http(out: &mut Out<'_>, status: u16, body: &str) {
     out.push(Effect::Log(Event::info("request_refused").with("status", status).with("reason", body)));
     respond(out, status, body);
 }

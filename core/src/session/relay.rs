@@ -1,15 +1,18 @@
 //! Relaying (PROTOCOL.md sections 2, 3 and 5): frames from hosts and clients,
-//! rate limits, and the queue for an absent host.
+//! to their peers in this session and, through the link's sender, in the
+//! linked ones.
 
-use crate::calls::{SessionCall, SlaveEvent, GONE_STATUS, OK_STATUS, QUEUE_FULL_STATUS};
-use crate::journal::Event;
-use crate::record::{queue_admits, Role};
+use crate::calls::LinkMsg;
+use crate::record::Role;
 use crate::wire::{
     client_number, parse_host_frame, say, HostFrame, CLOSE_BINARY, CLOSE_HOST_UNAVAILABLE, CLOSE_RATE_LIMITED,
-    CLOSE_TOO_BIG,
+    CLOSE_SESSION_CLOSED, CLOSE_TOO_BIG,
 };
 
-use super::*;
+use super::effects::Out;
+use super::inputs::QueueSource;
+use super::limits::{self, Verdict};
+use super::{Effect, Frame, SessionCore, Token};
 
 impl SessionCore {
     pub(super) fn frame<'a>(&mut self, now: f64, socket: Token, frame: Frame<'a>, out: &mut Out<'a>) {
@@ -19,86 +22,60 @@ impl SessionCore {
             Frame::Binary => return self.refuse(now, socket, CLOSE_BINARY, out),
             Frame::TooBig => return self.refuse(now, socket, CLOSE_TOO_BIG, out),
         };
-        let limits = self.settings.limits(info.is_host());
-        let (frames_before, bytes_before) = (info.bucket.tokens, info.byte_bucket.tokens);
-        // Frames and bytes are both limited: a flood of small frames costs
-        // events, a stream of large ones costs memory in every receiver's
-        // unsent backlog, which the runtime does not let the relay see.
-        let within = info.bucket.take(now, limits.per_second, limits.burst)
-            && info.byte_bucket.take_n(now, text.len() as f64, limits.bytes_per_second, limits.bytes_burst);
-        if !within {
-            return self.refuse(now, socket, CLOSE_RATE_LIMITED, out);
+        match limits::take(info, &self.settings, now, text.len()) {
+            Verdict::Over => return self.refuse(now, socket, CLOSE_RATE_LIMITED, out),
+            Verdict::WithinLow => out.push(Effect::Attach { socket, info: info.clone() }),
+            Verdict::Within => {}
         }
-        // The attachment's copy of the buckets only matters after hibernation,
-        // and only once one runs low (an idle socket's buckets refill anyway),
-        // so the relay path rarely rewrites it.
-        let low = |before: f64, after: f64, burst: f64| after < burst / 2.0 && before >= burst / 2.0;
-        if low(frames_before, info.bucket.tokens, limits.burst)
-            || low(bytes_before, info.byte_bucket.tokens, limits.bytes_burst)
-        {
-            out.push(Effect::Attach { socket, info: info.clone() });
+        let role = info.role.clone();
+        if self.record.is_none() {
+            // Sockets never outlive their session; should one, it learns.
+            self.close_socket(socket, CLOSE_SESSION_CLOSED, out);
+            return;
         }
-        match info.role {
-            Role::Host { .. } => self.host_frame(socket, text, out),
+        match role {
+            Role::Host { .. } => self.host_frame(now, socket, text, out),
             Role::Client { id, .. } => self.client_frame(now, socket, id, text, out),
         }
     }
 
-    pub(super) fn client_frame<'a>(&mut self, now: f64, socket: Token, id: u32, text: &'a str, out: &mut Out<'a>) {
+    fn client_frame<'a>(&mut self, now: f64, socket: Token, id: u32, text: &'a str, out: &mut Out<'a>) {
         if let Some(host) = self.host {
             out.push(Effect::SendFromClient { to: host, client: id, message: text });
-        } else {
-            let line = say::from_client(id, text);
-            let record = self.record.as_mut().expect("a socket implies a session");
+        } else if !self.keep(say::from_client(id, text), text.len(), QueueSource::Client(socket), out) {
             // The bound counts what clients sent, not the relay's prefixes.
-            if !queue_admits(record.queued_bytes, text.len()) {
-                return self.refuse(now, socket, CLOSE_HOST_UNAVAILABLE, out);
-            }
-            record.queued_bytes += text.len();
-            record.queued_lines += 1;
-            out.push(Effect::Enqueue { line, sender: Some(socket), bytes: text.len() });
-            self.persist(out);
+            return self.refuse(now, socket, CLOSE_HOST_UNAVAILABLE, out);
         }
-        if let Some((master, n)) = self.record.as_ref().and_then(|r| r.group.id_at_master(id)) {
-            let event = SlaveEvent::Message(n, text.to_string());
-            Self::call_peer(
-                out,
-                master,
-                SessionCall::SlaveEvent { slave: self.sid().to_string(), event },
-                Purpose::Forwarded { sender: socket },
-            );
+        // A slave's clients are the master's too (its host hears them with
+        // translated ids); before the master confirms, they wait in the link.
+        let forward = self.record.as_ref().and_then(|r| {
+            let master = r.group.master.as_ref()?;
+            Some((master.link, r.group.id_at_master(id)?.1))
+        });
+        if let Some((link, n)) = forward {
+            self.push_link(now, link, LinkMsg::Message { id: n, text: text.to_string() }, out);
         }
     }
 
-    pub(super) fn host_frame<'a>(&mut self, socket: Token, text: &'a str, out: &mut Out<'a>) {
-        if let Some(record) = self.record.as_mut().filter(|r| !r.used) {
-            record.used = true;
-            self.persist(out);
-        }
+    fn host_frame<'a>(&mut self, now: f64, socket: Token, text: &'a str, out: &mut Out<'a>) {
         match parse_host_frame(text) {
             HostFrame::Invalid => Self::send(out, socket, say::INVALID),
-            HostFrame::ToClient { client, message } => self.host_to_client(socket, client, message, out),
-            HostFrame::ToLinkedHosts { message } => {
-                let record = self.record.as_ref().expect("a socket implies a session");
-                if let Some(master) = &record.group.master {
-                    let call = SessionCall::Broadcast { from: record.id.clone(), message: message.to_string() };
-                    Self::call_peer(out, &master.sid, call, Purpose::Linked);
-                }
-                self.broadcast_to_slaves(None, message, out);
-            }
-            HostFrame::Command(command) => self.command(socket, command, out),
+            HostFrame::ToClient { client, message } => self.host_to_client(now, socket, client, message, out),
+            HostFrame::ToLinkedHosts { message } => self.broadcast(now, None, message, out),
+            HostFrame::Command(command) => self.command(now, socket, command, out),
         }
     }
 
-    pub(super) fn host_to_client<'a>(&self, socket: Token, digits: &'a str, message: &'a str, out: &mut Out<'a>) {
+    fn host_to_client<'a>(&mut self, now: f64, socket: Token, digits: &'a str, message: &'a str, out: &mut Out<'a>) {
         let Some(n) = client_number(digits) else { return Self::send(out, socket, say::unknown(digits)) };
-        let record = self.record.as_ref().expect("a socket implies a session");
+        let record = self.record.as_ref().expect("checked by frame");
         if let Some(slave) = record.group.slave_holding(n) {
             if !slave.clients.contains(&n) {
                 return Self::send(out, socket, say::unknown(digits));
             }
-            let call = SessionCall::ToClient { id: n - slave.offset, message: message.to_string() };
-            return Self::call_peer(out, &slave.sid, call, Purpose::ToSlaveClient { digits: digits.to_string() });
+            let msg = LinkMsg::ToClient { rank: n - slave.offset, digits: digits.to_string(), text: message.to_string() };
+            let link = slave.link;
+            return self.push_link(now, link, msg, out);
         }
         match self.clients.get(&n) {
             Some(&client) => Self::send(out, client, message),
@@ -106,34 +83,23 @@ impl SessionCore {
         }
     }
 
-    pub(super) fn broadcast_to_slaves(&self, except: Option<&str>, message: &str, out: &mut Out<'_>) {
-        let record = self.record.as_ref().expect("a socket implies a session");
-        for slave in record.group.slaves.iter().filter(|s| Some(s.sid.as_str()) != except) {
-            let call = SessionCall::DeliverToHost { line: say::from_client(0, message), queue: true };
-            Self::call_peer(out, &slave.sid, call, Purpose::Linked);
+    /// `0: <message>` to the group's other hosts: from this session's host
+    /// (`from` = None), or from the slave on link `from`, which the master
+    /// passes on to its other slaves. With no link, nothing happens.
+    pub(super) fn broadcast(
+        &mut self,
+        now: f64,
+        from: Option<crate::calls::LinkId>,
+        message: &str,
+        out: &mut Out<'_>,
+    ) {
+        let Some(record) = self.record.as_ref() else { return };
+        let mut links: Vec<_> = record.group.slaves.iter().map(|s| s.link).filter(|&l| Some(l) != from).collect();
+        if from.is_none() {
+            links.extend(record.group.confirmed_master().map(|m| m.link));
         }
-    }
-
-    /// A line for the host: sent now, or kept for the take-over. Returns the
-    /// status for the caller.
-    pub(super) fn deliver(&mut self, line: String, queue: bool, out: &mut Out<'_>) -> u16 {
-        if self.host.is_some() {
-            self.tell_host(out, line);
-            return OK_STATUS;
+        for link in links {
+            self.push_link(now, link, LinkMsg::Broadcast { text: message.to_string() }, out);
         }
-        if !queue {
-            return OK_STATUS;
-        }
-        let Some(record) = self.record.as_mut() else { return GONE_STATUS };
-        if !queue_admits(record.queued_bytes, line.len()) {
-            out.push(Effect::Log(Event::warn("queue_full").with("sid", record.id.as_str()).with("bytes", line.len())));
-            return QUEUE_FULL_STATUS;
-        }
-        record.queued_bytes += line.len();
-        record.queued_lines += 1;
-        let bytes = line.len();
-        out.push(Effect::Enqueue { line, sender: None, bytes });
-        self.persist(out);
-        OK_STATUS
     }
 }

@@ -1,14 +1,35 @@
 //! The sockets a session holds: closing them, forgetting them, and what a
 //! departure means (a client's host hears of it; a host's session waits).
 
-use crate::calls::SlaveEvent;
 use crate::journal::Event;
 use crate::record::{Role, SocketInfo};
-use crate::wire::{say, Close};
+use crate::wire::Close;
 
-use super::*;
+use super::clients::Announcement;
+use super::effects::Out;
+use super::{Effect, SessionCore, Token};
 
 impl SessionCore {
+    /// The peer closed its socket: the close handshake is completed and the
+    /// socket departs.
+    pub(super) fn peer_closed(&mut self, now: f64, socket: Token, code: u16, out: &mut Out<'_>) {
+        if self.sockets.contains_key(&socket) {
+            self.mark_closed(socket, out);
+            // 1005 and 1006 may not be sent in a close frame.
+            let code = if code == 1005 || code == 1006 { 1000 } else { code };
+            out.push(Effect::Close { to: socket, close: Close { code, reason: "bye" } });
+            self.depart(now, socket, out);
+        }
+    }
+
+    pub(super) fn peer_errored(&mut self, now: f64, socket: Token, out: &mut Out<'_>) {
+        if self.sockets.contains_key(&socket) {
+            self.mark_closed(socket, out);
+            out.push(Effect::Close { to: socket, close: Close { code: 1011, reason: "socket error" } });
+            self.depart(now, socket, out);
+        }
+    }
+
     /// Marks a socket its peer closed, so that if the runtime still lists it
     /// after a wake-up it is not counted again.
     pub(super) fn mark_closed(&self, socket: Token, out: &mut Out<'_>) {
@@ -90,7 +111,7 @@ impl SessionCore {
         }
         match info.role {
             Role::Client { id, .. } => {
-                self.announce(id, say::disconnected, SlaveEvent::Disconnected, out);
+                self.announce(now, id, Announcement::Disconnected, out);
                 self.stats_changed(now);
             }
             Role::Host { .. } => {
@@ -100,14 +121,4 @@ impl SessionCore {
             }
         }
     }
-}
-
-/// A socket token no socket of this object has had: past every token still
-/// known (closed sockets the runtime holds until their TCP is down included),
-/// and from the clock (1,000 a millisecond, far below 2^53), so a session made
-/// after a wake-up never reuses one either. Nothing needs storing for it.
-pub(super) fn new_token(last: &mut Token, now: f64) -> Token {
-    let token = (*last + 1).max((now.max(0.0) as u64).saturating_mul(1000));
-    *last = token;
-    token
 }

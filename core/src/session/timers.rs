@@ -1,12 +1,14 @@
 //! The one alarm (PROTOCOL.md section 6): keep-alives, the reconnect
-//! deadline, batched figures for `/stats`.
+//! deadline, figures to report, a search to renew, calls to try again.
 
 use std::borrow::Cow;
 
-use crate::calls::MatchmakerCall;
-use crate::stats::SessionCounts;
+use super::effects::Out;
+use super::{Effect, SessionCore};
 
-use super::*;
+/// A keep-alive due within this much of an alarm is sent by that alarm, so one
+/// wake-up serves sockets whose periods started close together.
+const KEEP_ALIVE_SLACK_MS: f64 = 5.0;
 
 impl SessionCore {
     pub(super) fn alarm_fired(&mut self, now: f64, out: &mut Out<'_>) {
@@ -25,47 +27,29 @@ impl SessionCore {
                 out.push(Effect::Attach { socket: token, info: info.clone() });
             }
         }
-        self.flush_stats(now, out);
+        self.confirm_timed_out(now, out);
     }
 
-    /// Figures changed: report them soon, batched. The due time is only
-    /// memory: after a wake-up, the alarm it set reports whatever changed.
-    pub(super) fn stats_changed(&mut self, now: f64) {
-        if self.record.is_some() && self.stats_due.is_none() {
-            self.stats_due = Some(now + STATS_DELAY_MS);
-            self.timers_dirty = true;
-        }
-    }
-
-    pub(super) fn flush_stats(&mut self, now: f64, out: &mut Out<'_>) {
-        let counts = SessionCounts::new(self.host.is_some(), self.clients.len() as u32);
-        if self.stats_due.is_some_and(|due| due > now) {
-            return;
-        }
-        self.stats_due = None;
-        let Some(record) = self.record.as_mut() else { return };
-        if counts != record.stats_reported {
-            record.stats_reported = counts;
-            let call = MatchmakerCall::Report { sid: record.id.clone(), counts };
-            Self::call_matchmaker(out, call, Purpose::Notice);
-            self.persist(out);
-        }
-    }
-
-    /// The earliest deadline: reconnect window, stats report, keep-alives.
+    /// The earliest deadline: reconnect window, keep-alives, figures, the
+    /// search, the links' retries.
     pub fn next_deadline(&self) -> Option<f64> {
-        let record = self.record.as_ref()?;
+        let record = self.record.as_ref();
         let keep_alives = self.sockets.values().filter(|i| i.keep_alive.is_some()).map(|i| i.keep_alive_due);
-        [record.host_away_until, self.stats_due].into_iter().flatten().chain(keep_alives).reduce(f64::min)
+        [record.and_then(|r| r.host_away_until), self.figures_deadline(), self.search_deadline(), self.links_deadline()]
+            .into_iter()
+            .flatten()
+            .chain(keep_alives)
+            .reduce(f64::min)
     }
 
-    /// Points the one alarm at the earliest deadline, when that may have changed.
-    pub(super) fn schedule(&mut self, out: &mut Out<'_>) {
+    /// Points the one alarm at the earliest deadline, when that may have
+    /// changed (a deadline already past fires at once).
+    pub(super) fn schedule(&mut self, now: f64, out: &mut Out<'_>) {
         if !self.timers_dirty {
             return;
         }
         self.timers_dirty = false;
-        let wanted = self.next_deadline();
+        let wanted = self.next_deadline().map(|at| at.max(now));
         if self.alarm != Some(wanted) {
             self.alarm = Some(wanted);
             out.push(Effect::SetAlarm(wanted));

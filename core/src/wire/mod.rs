@@ -12,8 +12,10 @@ pub const MAX_ID_LEN: usize = 128;
 pub const MAX_KEEP_ALIVE_LEN: usize = 256;
 /// A text frame larger than this closes the sender with 1009.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
-/// Client messages kept per session while its host is away.
+/// Client messages kept per session while its host is away: bytes ...
 pub const MAX_QUEUED_BYTES: usize = 256 * 1024;
+/// ... and messages.
+pub const MAX_QUEUED_MESSAGES: usize = 4096;
 
 /// A WebSocket close the relay initiates: code plus reason text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
