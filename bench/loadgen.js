@@ -6,11 +6,15 @@
 // Hosts here are echo hosts: every `<n>: <msg>` from client n goes back as
 // `<n>: <msg>`, so it reaches the client that sent it.
 import WebSocket from 'ws';
+import { parseHostFrame } from '../client/relay-client.js';
+import { pollUntil, sleep } from '../tests/helpers/relay.js';
+import { percentile } from '../tests/helpers/proc.js';
+
+/** A percentile of the samples (nearest rank), undefined when there are none. */
+const pct = (xs, p) => (xs.length ? percentile(xs, p) : undefined);
 
 const WS_OPTIONS = { perMessageDeflate: false, handshakeTimeout: 30_000 };
 const STEP_MS = 30_000;
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function withTimeout(promise, ms, what) {
   let timer;
@@ -44,29 +48,29 @@ let closing = false;
 const keepAliveFrames = [];
 
 /** Connects an echo host; resolves once `session:` and `secret:` arrived. */
-async function connectHost(base, query = '') {
+async function connectHost(base, query = '', keepAlive = null) {
   const ws = new WebSocket(`${base}/session?reconnect=false${query}`, WS_OPTIONS);
   const s = { sid: null, group: null, host: ws, connected: 0, clients: [], connectedWaiter: null, hostFrames: 0, onLine: null };
   let resolveReady;
   const ready = new Promise((r) => { resolveReady = r; });
   ws.on('message', (data) => {
-    const f = data.toString();
+    const line = data.toString();
+    const f = parseHostFrame(line, keepAlive);
     s.hostFrames++;
     if (s.sid === null) {
-      if (f.startsWith('session: ')) s.sid = f.slice(9);
+      if (f.kind === 'session') s.sid = f.sid;
       return;
     }
-    if (f.startsWith('secret: ')) { resolveReady(); return; }
-    if (s.onLine?.(f)) return;
-    if (f.startsWith('connected: ')) {
+    if (f.kind === 'secret') { resolveReady(); return; }
+    if (s.onLine?.(f, line)) return;
+    if (f.kind === 'connected') {
       s.connected++;
       if (s.connectedWaiter && s.connected >= s.connectedWaiter.n) { s.connectedWaiter.resolve(); s.connectedWaiter = null; }
       return;
     }
-    if (f.startsWith('disconnected: ')) { s.connected--; return; }
+    if (f.kind === 'disconnected') { s.connected--; return; }
     // `<n>: <msg>` from a client: answer it.
-    const colon = f.indexOf(': ');
-    if (colon > 0 && f.charCodeAt(0) >= 49 && f.charCodeAt(0) <= 57) ws.send(f);
+    if (f.kind === 'message' && f.client > 0) ws.send(line);
   });
   await opened(ws);
   ws.on('error', () => {});
@@ -98,8 +102,8 @@ async function connectClient(base, sid, query = '') {
 
 async function setupSession(base, nClients, keepAlive) {
   const ka = keepAlive ? `keepAlive=${encodeURIComponent(keepAlive)}` : '';
-  const s = await connectHost(base, ka && `&${ka}`);
-  if (keepAlive) s.onLine = (f) => f === keepAlive && keepAliveFrames.push(performance.now());
+  const s = await connectHost(base, ka && `&${ka}`, keepAlive);
+  if (keepAlive) s.onLine = (f) => f.kind === 'keepalive' && keepAliveFrames.push(performance.now());
   s.clients = await Promise.all(Array.from({ length: nClients }, () => connectClient(base, s.sid, ka && `?${ka}`)));
   for (const c of s.clients) c.keepAlive = keepAlive ?? null;
   await waitConnected(s, nClients);
@@ -197,11 +201,9 @@ const commands = {
     const deadline = Date.now() + 5000;
     while (sentAt.size && Date.now() < deadline) await sleep(20);
     for (const c of clients) c.onFrame = null;
-    samples.sort((a, b) => a - b);
-    const q = (p) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
     return {
       sent: total, measured: samples.length, lost: sentAt.size, late, offeredRate: total / offeredSeconds,
-      p50: q(0.5), p99: q(0.99), max: samples[samples.length - 1],
+      p50: pct(samples, 50), p99: pct(samples, 99), max: pct(samples, 100),
     };
   },
 
@@ -232,10 +234,9 @@ const commands = {
       }
     };
     await Promise.all(Array.from({ length: concurrency }, workerLoop));
-    setupMs.sort((a, b) => a - b);
     return {
       ok, failed: errors.length, errors: [...new Set(errors)].slice(0, 5), seconds: (performance.now() - t0) / 1000,
-      setupP50: setupMs[Math.floor(setupMs.length / 2)], setupMax: setupMs[setupMs.length - 1],
+      setupP50: pct(setupMs, 50), setupMax: pct(setupMs, 100),
     };
   },
 
@@ -266,10 +267,9 @@ const commands = {
       }
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, held.length) }, loop));
-    times.sort((a, b) => a - b);
     return {
       sessions: held.length, ok: times.length, failed,
-      p50: times[Math.floor(times.length / 2)], max: times[times.length - 1],
+      p50: pct(times, 50), max: pct(times, 100),
     };
   },
 
@@ -289,14 +289,14 @@ const commands = {
     let t0;
     for (const s of held) {
       let linked = false;
-      s.onLine = (f) => {
-        if (f.startsWith('!set-master: ') || f.startsWith('!added-slave: ')) {
-          if (f[1] === 's') slaves++; else masters++;
+      s.onLine = (f, line) => {
+        if (f.kind === 'set-master' || f.kind === 'added-slave') {
+          if (f.kind === 'added-slave') slaves++; else masters++;
           if (!linked) { linked = true; linkedAt.push(performance.now() - t0); if (linkedAt.length === held.length) done(); }
           return true;
         }
-        if (f.startsWith('connected: ') || f.startsWith('disconnected: ')) return false;
-        const k = f.replace(/[0-9a-f-]{36}/g, '<sid>').slice(0, 60);
+        if (f.kind === 'connected' || f.kind === 'disconnected') return false;
+        const k = line.replace(/[0-9a-f-]{36}/g, '<sid>').slice(0, 60);
         other.set(k, (other.get(k) ?? 0) + 1);
         return true;
       };
@@ -305,10 +305,9 @@ const commands = {
     for (const s of held) s.host.send(line);
     await withTimeout(all, timeoutMs, 'search links').catch(() => {});
     for (const s of held) s.onLine = null;
-    linkedAt.sort((a, b) => a - b);
     return {
       hosts: held.length, linked: linkedAt.length, masterLines: masters, slaveLines: slaves,
-      seconds: (linkedAt[linkedAt.length - 1] ?? 0) / 1000, p50: linkedAt[Math.floor(linkedAt.length / 2)],
+      seconds: (pct(linkedAt, 100) ?? 0) / 1000, p50: pct(linkedAt, 50),
       other: Object.fromEntries(other),
     };
   },
@@ -331,19 +330,20 @@ const commands = {
    */
   async statsUntil({ group, until, timeoutMs = 60_000, intervalMs = 20 }) {
     const s = sessions.find((x) => x.group === group);
-    const t0 = performance.now();
-    let polls = 0;
-    let last = null;
-    while (performance.now() - t0 < timeoutMs) {
-      const got = new Promise((resolve) => { s.onLine = (f) => { if (f.startsWith('!stats ')) { resolve(JSON.parse(f.slice(7))); return true; } return false; }; });
+    const ask = () => {
+      const got = new Promise((resolve) => {
+        s.onLine = (f) => { if (f.kind !== 'stats') return false; resolve(f.stats); return true; };
+      });
       s.host.send('/stats');
-      last = await withTimeout(got, 10_000, '/stats answer');
-      polls++;
-      if (last.numClientsOnline === until) { s.onLine = null; return { ms: performance.now() - t0, polls, stats: last }; }
-      await sleep(intervalMs);
+      return withTimeout(got, 10_000, '/stats answer');
+    };
+    try {
+      const { value, polls, ms } = await pollUntil(ask, (st) => st.numClientsOnline === until,
+        { everyMs: intervalMs, timeoutMs, what: `/stats showing ${until} clients` });
+      return { ms, polls, stats: value };
+    } finally {
+      s.onLine = null;
     }
-    s.onLine = null;
-    throw new Error(`/stats never showed ${until} clients (last: ${JSON.stringify(last)})`);
   },
 
   /** Keep-alive texts received so far, and when (ms on this process's clock). */

@@ -22,7 +22,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { ROOT, relaySnapshot, startWorker } from './lib/worker.js';
+import { ROOT, relaySnapshot, sleep, startRelay } from '../tests/helpers/relay.js';
 import { Loadgen } from './lib/driver.js';
 
 const env = (name, dflt) => (process.env[name] ? Number(process.env[name]) : dflt);
@@ -31,7 +31,6 @@ const SESSIONS = env('PROFILE_SESSIONS', 200);
 const INTERVAL_US = env('PROFILE_INTERVAL_US', 200);
 const TOP = env('PROFILE_TOP', 25);
 const OUT = path.join(ROOT, 'bench/out');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.error('[profile]', ...a);
 
 /** A minimal Chrome DevTools Protocol client over the inspector's WebSocket. */
@@ -215,7 +214,7 @@ async function profiled(client, name, body) {
 
 let current = null;
 for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, async () => { await current?.stop().catch(() => {}); process.exit(130); });
+  process.on(sig, async () => { await current?.stop({ removeState: true }).catch(() => {}); process.exit(130); });
 }
 
 async function main() {
@@ -228,7 +227,9 @@ async function main() {
   const sections = [];
   const pending = [];
   try {
-    const w = (current = await startWorker({ config: snapshot.config, vars }));
+    // The trace collector off, as in the bench (BENCH_LOCAL_OBSERVABILITY=1 keeps it).
+    const w = (current = await startRelay({ config: snapshot.config, vars, traces: process.env.BENCH_LOCAL_OBSERVABILITY === '1', logFile: true }));
+    await w.findRuntime();
     const target = await inspectorTarget(w.inspectorPort);
     log(`wrangler dev: runtime workerd pid ${w.runtimePid} on ${w.runtimePort}; inspector ${target.webSocketDebuggerUrl} (${target.title})`);
     client = await cdp(target.webSocketDebuggerUrl);
@@ -238,8 +239,8 @@ async function main() {
     const hostGen = new Loadgen('loadgen-host');
     const clientGen = new Loadgen('loadgen-clients');
     gens.push(hostGen, clientGen);
-    const { sid } = await hostGen.call('host', { base: w.ws });
-    await clientGen.call('clients', { base: w.ws, sid, count: 8 });
+    const { sid } = await hostGen.call('host', { base: w.runtimeWs });
+    await clientGen.call('clients', { base: w.runtimeWs, sid, count: 8 });
     await hostGen.call('waitConnected', { n: 8 });
     const warmupMs = 1500;
     const run = clientGen.call('throughput', { warmupMs, durationMs: SECONDS * 1000 + 1000, window: 16, size: 32 });
@@ -259,7 +260,7 @@ async function main() {
     gens.push(g1, g2);
     const b = await profiled(client, `connect${which === 'relay' ? '' : `-${which}`}`, async () => {
       const half = Math.ceil(SESSIONS / 2);
-      const res = await Promise.all([g1, g2].map((g, i) => g.call('sessions', { base: w.ws, count: i ? SESSIONS - half : half, clients: 5, concurrency: 16 })));
+      const res = await Promise.all([g1, g2].map((g, i) => g.call('sessions', { base: w.runtimeWs, count: i ? SESSIONS - half : half, clients: 5, concurrency: 16 })));
       return { ok: res.reduce((x, r) => x + r.ok, 0), seconds: Math.max(...res.map((r) => r.seconds)) };
     });
     pending.push([`(b) Connects: ${SESSIONS} sessions × (1 host + 5 clients), 2 × 16 set up at a time`,
@@ -271,7 +272,7 @@ async function main() {
   } finally {
     client?.close();
     await Promise.all(gens.map((g) => g.stop()));
-    await current?.stop();
+    await current?.stop({ removeState: true });
     snapshot.remove();
   }
   const md = `${which === 'relay' ? '' : `**Worker: bench/${which}/** (not the relay).\n\n`}Profiles of build/ taken by \`npm run profile\` on ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} (self time per function; "% of busy" is of all samples but "(idle)"; kind: wasm = the relay's Rust (names from the wasm name section), js = the bundled build/index.js (wasm-bindgen glue and the worker shim, minified: shown with the first characters of its source), runtime API = functions of workerd/V8 called from JS (e.g. \`exec\` is SQL, \`getWebSockets\`, \`send\`), runtime = "(program)" (native work not attributed to a JS frame) and "(garbage collector)").\n\n${sections.join('\n')}`;

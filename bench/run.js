@@ -10,8 +10,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync
 import { cpus, tmpdir, totalmem, hostname } from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { ROOT, WRANGLER, relaySnapshot, startWorker, wranglerEnv } from './lib/worker.js';
-import { cpuMeter, fdLimit, openFds, rssKiB } from './lib/proc.js';
+import { ROOT, VERSION, WRANGLER, relaySnapshot, sleep, startRelay, wranglerEnv } from '../tests/helpers/relay.js';
+import { cpuMeter, fdLimit, openFds, rssKiB } from '../tests/helpers/proc.js';
 import { Loadgen } from './lib/driver.js';
 
 const env = (name, dflt) => (process.env[name] ? Number(process.env[name]) : dflt);
@@ -51,9 +51,11 @@ const IMPLS = [
   { key: 'peer', name: 'PartyServer (TS)', config: path.join(ROOT, 'bench/peer/wrangler.toml'), vars: { LOG_LIFECYCLE: 'true' } },
   { key: 'bare', name: 'bare JS DO', config: path.join(ROOT, 'bench/bare/wrangler.toml'), vars: { LOG_LIFECYCLE: 'true' } },
 ];
+// wrangler dev's trace collector (dev-only work per WebSocket event) is off
+// unless BENCH_LOCAL_OBSERVABILITY=1.
+const TRACES = process.env.BENCH_LOCAL_OBSERVABILITY === '1';
 const want = (name) => !process.env.BENCH_SCENARIOS || process.env.BENCH_SCENARIOS.split(',').includes(name);
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.error('[bench]', ...a);
 
 function rss(w) {
@@ -84,8 +86,8 @@ async function throughputAndLatency(w, r) {
   const clientGen = new Loadgen('loadgen-clients');
   const gens = [hostGen, clientGen];
   try {
-    const { sid } = await hostGen.call('host', { base: w.ws });
-    await clientGen.call('clients', { base: w.ws, sid, count: CFG.throughputClients });
+    const { sid } = await hostGen.call('host', { base: w.runtimeWs });
+    await clientGen.call('clients', { base: w.runtimeWs, sid, count: CFG.throughputClients });
     await hostGen.call('waitConnected', { n: CFG.throughputClients });
 
     log('throughput');
@@ -118,7 +120,7 @@ async function idle(w, r) {
   log(`idle: ${CFG.idleSessions} sessions × ${CFG.idleClients} clients, ${CFG.idleMs / 1000} s pause`);
   const gen = new Loadgen('loadgen-idle');
   try {
-    const s = await gen.call('sessions', { base: w.ws, count: CFG.idleSessions, clients: CFG.idleClients, concurrency: 10 });
+    const s = await gen.call('sessions', { base: w.runtimeWs, count: CFG.idleSessions, clients: CFG.idleClients, concurrency: 10 });
     if (s.failed) throw new Error(`idle setup failed: ${s.errors.join('; ')}`);
     const warm = await gen.call('relayCheck', {});
     await sleep(1500);
@@ -165,7 +167,7 @@ async function many(w, r) {
     const meter = meterFor(w, gens);
     const per = gens.map((_, i) => Math.floor(S / P) + (i < S % P ? 1 : 0));
     const results = await Promise.all(gens.map((g, i) => g.call('sessions', {
-      base: w.ws, count: per[i], clients: C, concurrency: CFG.manyConcurrency,
+      base: w.runtimeWs, count: per[i], clients: C, concurrency: CFG.manyConcurrency,
     })));
     const cpu = cpuSummary(meter.stop(), gens);
     const ok = results.reduce((a, x) => a + x.ok, 0);
@@ -218,12 +220,12 @@ async function matchmaker(w, r) {
   const gens = Array.from({ length: P }, (_, i) => new Loadgen(`loadgen-mm-${i + 1}`));
   const split = (n) => gens.map((_, i) => Math.floor(n / P) + (i < n % P ? 1 : 0));
   const setup = async (n, group, clients) => {
-    const res = await Promise.all(gens.map((g, i) => g.call('sessions', { base: w.ws, count: split(n)[i], clients, concurrency: CFG.manyConcurrency, group })));
+    const res = await Promise.all(gens.map((g, i) => g.call('sessions', { base: w.runtimeWs, count: split(n)[i], clients, concurrency: CFG.manyConcurrency, group })));
     const ok = res.reduce((a, x) => a + x.ok, 0);
     if (ok < n) throw new Error(`matchmaker setup: ${ok}/${n} sessions (${[...new Set(res.flatMap((x) => x.errors))].join('; ')})`);
   };
   try {
-    await gens[0].call('sessions', { base: w.ws, count: 1, clients: 0, concurrency: 1, group: 'observer' });
+    await gens[0].call('sessions', { base: w.runtimeWs, count: 1, clients: 0, concurrency: 1, group: 'observer' });
     const N = CFG.mmStatsSessions;
     log(`matchmaker /stats: ${N} sessions × 1 client`);
     await setup(N, 'stats', 1);
@@ -282,7 +284,7 @@ async function keepAlive(w, r) {
   const gen = new Loadgen('loadgen-ka');
   try {
     log(`keep-alive idle cost: ${K} sessions without keep-alive, idle ${CFG.kaPlainMs / 1000} s`);
-    await gen.call('sessions', { base: w.ws, count: K, clients: 1, concurrency: 10, group: 'plain' });
+    await gen.call('sessions', { base: w.runtimeWs, count: K, clients: 1, concurrency: 10, group: 'plain' });
     await sleep(2000);
     const c0 = w.count(LIFECYCLE);
     const meter = meterFor(w, [gen]);
@@ -310,7 +312,7 @@ async function keepAlive(w, r) {
     log(`  evicted after > ${evictLow} s${evictHigh ? ` and ≤ ${evictHigh} s` : ' (never seen)'} idle`);
 
     log(`  ${K} sessions with keep-alive (host and client), every ${P} s, for ${CFG.kaPeriods} periods`);
-    await gen.call('sessions', { base: w.ws, count: K, clients: 1, concurrency: 10, group: 'ka', keepAlive: 'ka' });
+    await gen.call('sessions', { base: w.runtimeWs, count: K, clients: 1, concurrency: 10, group: 'ka', keepAlive: 'ka' });
     await sleep(1000);
     const k0 = (await gen.call('keepAlives')).count;
     const c1 = w.count(LIFECYCLE);
@@ -400,7 +402,7 @@ function versions() {
     node: process.version,
     partyserver: pkg('bench/peer/node_modules/partyserver/package.json'),
     ws: pkg('node_modules/ws/package.json'),
-    relay: (readFileSync(path.join(ROOT, 'Cargo.toml'), 'utf8').match(/^version = "(.+)"$/m) || [])[1],
+    relay: VERSION,
     fdLimit: run('bash', ['-c', 'ulimit -n']),
   };
 }
@@ -615,7 +617,7 @@ let current = null;
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, async () => {
     log(`${sig}: stopping wrangler`);
-    await current?.stop().catch(() => {});
+    await current?.stop({ removeState: true }).catch(() => {});
     process.exit(130);
   });
 }
@@ -625,7 +627,8 @@ async function withWorker(name, config, vars, body) {
   log(`=== ${name}: starting wrangler dev --config ${path.relative(ROOT, config)}`);
   let w;
   try {
-    w = current = await startWorker({ config, vars });
+    w = current = await startRelay({ config, vars, traces: TRACES, logFile: true });
+    await w.findRuntime();
     log(`runtime workerd pid ${w.runtimePid} on port ${w.runtimePort} (proxy pid ${w.proxyPid} on ${w.port}); wrangler's output: ${w.logFile}`);
     await body(w);
     if (!w.alive()) throw new Error('the runtime workerd is gone (restarted?)');
@@ -634,7 +637,7 @@ async function withWorker(name, config, vars, body) {
     if (w) log(`wrangler's output: ${w.logFile}`);
     throw e;
   } finally {
-    await w?.stop();
+    await w?.stop({ removeState: true });
     current = null;
   }
 }

@@ -6,13 +6,16 @@ import { mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ROOT } from './helpers/relay.js';
+import { PREBUILT, ROOT, WRANGLER, relaySnapshot, wranglerEnv } from './helpers/relay.js';
 
-test('wrangler deploy --dry-run succeeds and bundles the wasm', async () => {
+test('wrangler deploy --dry-run succeeds and bundles the wasm', async (t) => {
   const outdir = mkdtempSync(path.join(tmpdir(), 'relay-deploy-'));
-  const env = { ...process.env, PATH: `${path.join(ROOT, 'node_modules/.bin')}:${process.env.PATH}`, WRANGLER_SEND_METRICS: 'false' };
-  const { stdout } = await promisify(execFile)(path.join(ROOT, 'node_modules/.bin/wrangler'),
-    ['deploy', '--dry-run', '--outdir', outdir], { cwd: ROOT, env, maxBuffer: 16 << 20 });
+  // With RELAY_PREBUILT=1, the build/ that is there (no build step).
+  const snapshot = PREBUILT ? relaySnapshot() : null;
+  t.after(() => snapshot?.remove());
+  const { stdout } = await promisify(execFile)(WRANGLER,
+    ['deploy', '--dry-run', ...(snapshot ? ['--config', snapshot.config] : []), '--outdir', outdir],
+    { cwd: ROOT, env: wranglerEnv(), maxBuffer: 16 << 20 });
   assert.match(stdout, /--dry-run: exiting now/);
   const files = readdirSync(outdir);
   const wasm = files.find((f) => f.endsWith('.wasm'));

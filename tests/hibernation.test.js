@@ -3,8 +3,7 @@
 // after ~10 s idle) and a restart of `wrangler dev` on the same --persist-to.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { startRelay, host, client, join, Peer } from './helpers/relay.js';
+import { startRelay, host, client, join, sleep, Peer } from './helpers/relay.js';
 
 const CONSTRUCTED = /lifecycle: session object constructed/;
 const relays = [];

@@ -2,7 +2,8 @@
 // between Session objects, id translation, broadcasts, leaving, Steam friends.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRelay, host, join, client, stats, waitForStats } from './helpers/relay.js';
+import { parseHostFrame } from '../client/relay-client.js';
+import { startRelay, host, join, client, waitForStats } from './helpers/relay.js';
 import { startFakeSteam } from './helpers/fake-steam.js';
 
 let relay, steam;
@@ -59,9 +60,10 @@ async function expectLinked(master, slave) {
   assert.equal(await master.next(), `!added-slave: ${slave.sid}`);
   const ids = [];
   for (let i = 0; i < (slave.clients?.length ?? 0); i++) {
-    const m = /^connected: (\d+)$/.exec(await master.next());
-    assert.ok(m, 'a connected line per slave client');
-    ids.push(Number(m[1]));
+    const line = await master.next();
+    const f = parseHostFrame(line);
+    assert.equal(f.kind, 'connected', `a connected line per slave client, got ${JSON.stringify(line)}`);
+    ids.push(f.client);
   }
   ids.forEach((id, i) => assert.equal(id, ids[0] + i));
   assert.equal(await slave.next(), `!set-master: ${master.sid}`);
@@ -280,13 +282,12 @@ test('many hosts searching at once: no session is master and slave, no group ove
   const masterOf = new Map();
   const slavesOf = new Map();
   for (const h of hosts) {
-    for (const f of seen.get(h.sid)) {
-      let m;
-      if ((m = /^!set-master: (.+)$/.exec(f))) {
+    for (const f of seen.get(h.sid).map((line) => parseHostFrame(line))) {
+      if (f.kind === 'set-master') {
         assert.ok(!masterOf.has(h.sid), `${h.sid} joined two masters`);
-        masterOf.set(h.sid, m[1]);
-      } else if ((m = /^!added-slave: (.+)$/.exec(f))) {
-        slavesOf.set(h.sid, [...(slavesOf.get(h.sid) || []), m[1]]);
+        masterOf.set(h.sid, f.sid);
+      } else if (f.kind === 'added-slave') {
+        slavesOf.set(h.sid, [...(slavesOf.get(h.sid) || []), f.sid]);
       }
     }
   }

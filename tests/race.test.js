@@ -10,6 +10,7 @@
 // both ways under exactly those ids. RACE_ROUNDS (default 50) fresh rounds.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { parseHostFrame } from '../client/relay-client.js';
 import { startRelay, host, join, waitForStats } from './helpers/relay.js';
 
 const ROUNDS = Number(process.env.RACE_ROUNDS ?? 50);
@@ -34,8 +35,6 @@ async function hostWithClient() {
   return h;
 }
 
-/** The Matchmaker's figures, as a host sees them. */
-
 async function round(r) {
   const m = await hostWithClient();
   const slaves = await Promise.all(Array.from({ length: SLAVES }, hostWithClient));
@@ -53,11 +52,11 @@ async function round(r) {
   const lines = await m.take(2 * SLAVES);
   const order = []; // [slave index, id] in announcement order
   for (let i = 0; i < SLAVES; i++) {
-    const added = /^!added-slave: (.+)$/.exec(lines[2 * i]);
-    const connected = /^connected: (\d+)$/.exec(lines[2 * i + 1]);
-    assert.ok(added && connected && index.has(added[1]),
+    const added = parseHostFrame(lines[2 * i]);
+    const connected = parseHostFrame(lines[2 * i + 1]);
+    assert.ok(added.kind === 'added-slave' && connected.kind === 'connected' && index.has(added.sid),
       `round ${r}: expected !added-slave + connected pairs at M, got ${JSON.stringify(lines)}`);
-    order.push([index.get(added[1]), Number(connected[1])]);
+    order.push([index.get(added.sid), connected.client]);
   }
   const seen = order.map(([s, n]) => `S${s + 1}->${n}`).join(' ');
   assert.deepEqual(order.map(([, n]) => n), [2, 3, 4, 5, 6, 7, 8],

@@ -2,10 +2,8 @@
 // under `wrangler dev`, driven by real WebSocket clients on loopback.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { startRelay, host, client, join, get, refused, Peer, ROOT } from './helpers/relay.js';
+import { startRelay, host, client, join, get, refused, Peer, VERSION } from './helpers/relay.js';
 
-const VERSION = /^version = "(.+)"$/m.exec(readFileSync(`${ROOT}/Cargo.toml`, 'utf8'))[1];
 const RECONNECT_SECONDS = 4;
 let relay;
 

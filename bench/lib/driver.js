@@ -3,9 +3,7 @@
 // bench/profile.js.
 import { fork } from 'node:child_process';
 import path from 'node:path';
-import { ROOT } from './worker.js';
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+import { ROOT, sleep } from '../../tests/helpers/relay.js';
 
 /** A forked load generator process, driven by request/answer over IPC. */
 export class Loadgen {

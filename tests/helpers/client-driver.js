@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
-import { ROOT } from './relay.js';
+import { ROOT, sleep } from './relay.js';
 
 const WAIT_MS = 20_000;
 
@@ -70,6 +70,12 @@ export function harness(lib) {
   };
 }
 
+/** Recorded events for a failure message, each with its time after the first. */
+function listEvents(events) {
+  const t0 = events[0]?.at;
+  return events.map((e) => `+${e.at - t0} ms ${e.type} ${JSON.stringify(e.detail)}`).join('\n  ');
+}
+
 /** The library in this Node process (global WebSocket unless a test injects one). */
 export async function nodeDriver() {
   const lib = await import(pathToFileURL(path.join(ROOT, 'client', 'relay-client.js')).href);
@@ -89,9 +95,9 @@ export async function nodeDriver() {
         const hit = H.find(h, type, match, from);
         if (hit) return hit;
         if (Date.now() > deadline) {
-          throw new Error(`node: no ${type} ${JSON.stringify(match)} within ${timeout} ms; events:\n  ${H.events(h).map((e) => `${e.type} ${JSON.stringify(e.detail)}`).join('\n  ')}`);
+          throw new Error(`node: no ${type} ${JSON.stringify(match)} within ${timeout} ms; events:\n  ${listEvents(H.events(h))}`);
         }
-        await new Promise((r) => setTimeout(r, 10));
+        await sleep(10);
       }
     },
     async close() {},
@@ -131,7 +137,7 @@ export async function browserDriver(relayUrl) {
         return handle.jsonValue();
       } catch (e) {
         const events = await ev((hh) => window.H.events(hh), h).catch(() => []);
-        throw new Error(`chromium: no ${type} ${JSON.stringify(match)} within ${timeout} ms; events:\n  ${events.map((x) => `${x.type} ${JSON.stringify(x.detail)}`).join('\n  ')}`, { cause: e });
+        throw new Error(`chromium: no ${type} ${JSON.stringify(match)} within ${timeout} ms; events:\n  ${listEvents(events)}`, { cause: e });
       }
     },
     async close() { await browser.close(); },
