@@ -3,7 +3,8 @@
 // all under the same `wrangler dev` (workerd), driven by the same load
 // generator (bench/loadgen.js, in child processes), in alternating rounds
 // (relay, peer, bare, relay, peer, bare, …). Then the relay alone: the
-// Matchmaker's capacity and the idle cost of keep-alive. Writes
+// Matchmaker's capacity, the idle cost of keep-alive and what floods cost
+// (bench/flood.js). Writes
 // bench/results.md. Settings: environment variables BENCH_* below.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { gzipSync } from 'node:zlib';
 import { ROOT, VERSION, WRANGLER, relaySnapshot, sleep, startRelay, wranglerEnv } from '../tests/helpers/relay.js';
 import { cpuMeter, fdLimit, openFds, rssKiB } from '../tests/helpers/proc.js';
 import { Loadgen } from './lib/driver.js';
+import { FLOOD_PARTS, floodReport } from './flood.js';
 
 const env = (name, dflt) => (process.env[name] ? Number(process.env[name]) : dflt);
 const CFG = {
@@ -41,6 +43,10 @@ const CFG = {
   kaPeriodSeconds: env('BENCH_KA_PERIOD', 15), // KEEP_ALIVE_SECONDS for the measurement (30 in production)
   kaPeriods: env('BENCH_KA_PERIODS', 3), // periods measured
   kaPlainMs: env('BENCH_KA_PLAIN_MS', 20000),
+  // Floods against the default limits (relay only).
+  floodFrames: env('BENCH_FLOOD_FRAMES', 50000), // sent at once by a client, then by a host
+  floodSlowMiB: env('BENCH_FLOOD_SLOW_MB', 24), // to a client that does not read (within a host's byte burst)
+  floodStreamMiB: env('BENCH_FLOOD_STREAM_MB', 128), // at most, streamed past the byte limit
 };
 const LIFECYCLE = /lifecycle: session object constructed/;
 // The relay's per-socket rate limit (1000 frames/s) would cap the host's
@@ -552,6 +558,10 @@ its wall time. A keep-alive alarm wakes the object, the handler sends the texts,
 stays in memory until the runtime evicts it again (the eviction delay above), so each period costs
 about one eviction delay of wake time.
 
+## Floods (relay only)
+
+${floodReport(extra.flood, CFG)}
+
 ## Every run
 
 | worker | round | many sessions | workerd RSS before → connected → idle (MiB) | after idle: one message per session | idle scenario (${CFG.idleSessions} sessions × ${CFG.idleClients} clients, ${CFG.idleMs / 1000} s pause) | |
@@ -593,13 +603,13 @@ means workerd is the limit; a load-generator process well below 100% has time to
   counted in wrangler's output), then one message each again, all at once: that round trip's p50.
 - **Upload**: each worker's whole upload as \`wrangler deploy --dry-run --outdir\` writes it, gzip -9 per file
   (relay: ${b.relay.files.join(', ')}; wrangler says ${b.relay.wranglerSays}; PartyServer: ${b.peer.wranglerSays}; bare: ${b.bare.wranglerSays}).
-- **Matchmaker** and **keep-alive**: see their sections; each runs once in its own \`wrangler dev\`.
+- **Matchmaker**, **keep-alive** and **floods**: see their sections; each runs once in its own \`wrangler dev\`.
 
 Run it again with \`npm run bench\`. Settings: BENCH_ROUNDS, BENCH_SESSIONS, BENCH_CLIENTS, BENCH_PROCS,
 BENCH_CONCURRENCY, BENCH_THROUGHPUT_MS, BENCH_LATENCY_MS, BENCH_LATENCY_RATE, BENCH_IDLE_SESSIONS,
 BENCH_IDLE_MS, BENCH_MANY_IDLE_MS, BENCH_WINDOW, BENCH_MM_HOSTS, BENCH_MM_STATS_SESSIONS, BENCH_KA_SESSIONS,
-BENCH_KA_PERIOD, BENCH_KA_PERIODS, BENCH_KA_PLAIN_MS; BENCH_ONLY=relay,peer,bare a subset of workers;
-BENCH_SCENARIOS=throughput,idle,many,matchmaker,keepalive a subset of scenarios; BENCH_FD_CAP=0 tries the
+BENCH_KA_PERIOD, BENCH_KA_PERIODS, BENCH_KA_PLAIN_MS, BENCH_FLOOD_FRAMES, BENCH_FLOOD_SLOW_MB, BENCH_FLOOD_STREAM_MB; BENCH_ONLY=relay,peer,bare a subset of workers;
+BENCH_SCENARIOS=throughput,idle,many,matchmaker,keepalive,flood a subset of scenarios; BENCH_FD_CAP=0 tries the
 full session count past workerd's open-file limit; BENCH_LOCAL_OBSERVABILITY=1 keeps wrangler's trace
 collector on; BENCH_SMOKE=1 marks the results as a smoke run; BENCH_RESULTS=<file> writes there instead of bench/results.md.
 
@@ -698,8 +708,17 @@ async function main() {
         delete r.keepAlive;
       } catch (e) { r.error = e.stack || String(e); failed = true; }
     }
-    if (extra.matchmaker && !extra.matchmaker.error) {
-      // matchmaker() filled r.stats and r.search
+    if (want('flood')) {
+      const r = (extra.flood = {});
+      for (const part of FLOOD_PARTS) {
+        try {
+          await withWorker(`relay: floods, ${part.name}`, IMPLS[0].config, { LOG_LEVEL: 'warn' }, async (w) => {
+            log(`flood: ${part.name}`);
+            r[part.key] = await part.run(w, CFG);
+            log(`  ${JSON.stringify(r[part.key])}`);
+          });
+        } catch (e) { r[part.key] = { error: e.stack || String(e) }; failed = true; }
+      }
     }
   }
   snapshot.remove();
