@@ -187,7 +187,15 @@ test('host 1 and clients 1 and 2 talk both ways', async () => {
   await seeFrame('#host1', 'in', 'unknown: 7');
   await hostCommand(1, 'hello');
   await seeFrame('#host1', 'in', 'invalid');
-  assert.ok(!(await logOf('#client1')).includes('in hi client 2'), 'client 1 does not see client 2\'s message');
+  // Barrier: the relay handles the host's frames in order and client 1's
+  // socket delivers in order, so once client 1 shows this, anything the relay
+  // sent it for `2: hi client 2` would be in its log before it.
+  await hostCommand(1, '1: after the others');
+  await seeFrame('#client1', 'in', 'after the others');
+  const log = await logOf('#client1');
+  assert.ok(!log.includes('in hi client 2'), 'client 1 does not see client 2\'s message');
+  assert.deepEqual(log.filter((l) => l.startsWith('in ')).slice(-2), ['in hi client 1', 'in after the others'],
+    'client 1 got nothing between its own two messages');
 });
 
 test('client panels are named apart from relay ids and show the id the relay gave them', async () => {

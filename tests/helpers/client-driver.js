@@ -57,6 +57,15 @@ export function harness(lib) {
       else for (let i = 0; i < n; i++) ws.send(`flood ${i}`);
     },
     counted(h) { return objs[h].counter?.n ?? null; },
+    /**
+     * A barrier for "nothing more happens": resolves once a timer of this
+     * runtime fires that is due after any reconnect `h` could have scheduled
+     * so far (a first back-off is at most its initialDelayMs), so the events
+     * recorded by then include whatever such a reconnect emits.
+     */
+    settle(h) {
+      return new Promise((resolve) => setTimeout(resolve, objs[h].options.initialDelayMs + 1));
+    },
     find(h, type, match = {}, from = 0) {
       const list = recs[h];
       for (let i = from; i < list.length; i++) {
@@ -88,6 +97,7 @@ export async function nodeDriver() {
     async get(h, prop) { return H.get(h, prop); },
     async raw(h, what, n) { return H.raw(h, what, n); },
     async counted(h) { return H.counted(h); },
+    async settle(h) { return H.settle(h); },
     async events(h, type) { return H.events(h, type); },
     async waitFor(h, type, match = {}, { from = 0, timeout = WAIT_MS } = {}) {
       const deadline = Date.now() + timeout;
@@ -130,6 +140,7 @@ export async function browserDriver(relayUrl) {
     get: (h, prop) => ev(([hh, p]) => window.H.get(hh, p), [h, prop]),
     raw: (h, what, n) => ev(([hh, w, nn]) => window.H.raw(hh, w, nn), [h, what, n]),
     counted: (h) => ev((hh) => window.H.counted(hh), h),
+    settle: (h) => ev((hh) => window.H.settle(hh), h),
     events: (h, type) => ev(([hh, t]) => window.H.events(hh, t), [h, type]),
     async waitFor(h, type, match = {}, { from = 0, timeout = WAIT_MS } = {}) {
       try {
