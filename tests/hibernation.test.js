@@ -3,6 +3,9 @@
 // after ~10 s idle) and a restart of `wrangler dev` on the same --persist-to.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { startRelay, host, client, join, sleep, Peer } from './helpers/relay.js';
 
 const CONSTRUCTED = /lifecycle: session object constructed/;
@@ -79,9 +82,14 @@ test('messages queued for an absent host survive eviction, in order', async () =
   h2.close();
 });
 
-test('sessions and queued messages survive a restart of wrangler dev (same --persist-to)', async () => {
-  let relay = await relayWith({ vars: { RECONNECT_SECONDS: '120' } });
-  const { persistTo } = relay;
+test('sessions and queued messages survive a restart of wrangler dev (same --persist-to)', async (t) => {
+  // State of the test's own, which the first relay's stop() leaves in place.
+  const persistTo = mkdtempSync(path.join(tmpdir(), 'relay-state-'));
+  let relay = await relayWith({ vars: { RECONNECT_SECONDS: '120' }, persistTo });
+  t.after(async () => {
+    await relay.stop();
+    rmSync(persistTo, { recursive: true, force: true });
+  });
   // One session waits for its host with queued messages; one has its host connected.
   const waiting = await host(relay);
   const c1 = await join(relay, waiting, 'client=p1');

@@ -99,7 +99,8 @@ async function isWorker(port) {
  *    the Worker (a tail worker storing every event in SQLite: dev-only work
  *    per WebSocket event that production does not do); default on, as
  *    wrangler has it.
- *  - `persistTo`: the state directory (default a fresh one); `port`.
+ *  - `persistTo`: the state directory (default a fresh one, deleted by
+ *    stop(): pass one to keep it, e.g. for a restart on the same state); `port`.
  *  - `logFile`: also write wrangler's output to a file (true: one in the
  *    temporary directory, named after the config's directory).
  */
@@ -165,8 +166,8 @@ export async function startRelay({ config, prebuilt, vars = {}, env = {}, traces
     alive() {
       return comm(relay.runtimePid) === 'workerd';
     },
-    /** Stops wrangler and its workerd processes; `removeState` also deletes `persistTo`. */
-    async stop({ removeState = false } = {}) {
+    /** Stops wrangler and its workerd processes; `removeState` (default: if the state is a fresh one) deletes `persistTo`. */
+    async stop({ removeState = freshState } = {}) {
       if (child.exitCode === null && child.signalCode === null) {
         const workerd = workerdPids(child.pid);
         const exited = new Promise((r) => child.once('exit', r));
@@ -196,7 +197,7 @@ export async function startRelay({ config, prebuilt, vars = {}, env = {}, traces
   try {
     await Promise.race([relay.waitForOutput(/Ready on http/, 1, 180_000), died]);
   } catch (e) {
-    await relay.stop({ removeState: freshState });
+    await relay.stop();
     throw e;
   }
   return relay;
