@@ -143,6 +143,8 @@ pub struct Sim {
     cuts: HashMap<ObjectId, f64>,
     /// Calls from an object to lose, one by one, whatever they are.
     lose_next: HashMap<ObjectId, usize>,
+    /// Every reset so far: when, and which object.
+    pub resets: Vec<(f64, ObjectId)>,
 }
 
 impl Sim {
@@ -173,6 +175,7 @@ impl Sim {
             ticking: false,
             cuts: HashMap::new(),
             lose_next: HashMap::new(),
+            resets: Vec::new(),
         };
         sim.mm.life.version = sim.version;
         sim.set_faults(config.faults);
@@ -711,6 +714,7 @@ impl Sim {
         let now = self.now;
         let version = self.version;
         self.trace.note(now, || format!("reset {}", obj.name()));
+        self.resets.push((now, obj.clone()));
         let life = self.life_mut(obj);
         life.incarnation += 1;
         life.reset_at = now;

@@ -812,3 +812,25 @@ fn a_master_filled_by_a_link_that_falls_through_looks_again() {
     assert_eq!(sim.frames(&m), vec!["!added-slave: s2", "connected: 5"]);
 }
 
+
+#[test]
+fn a_searching_session_that_ends_leaves_the_pool_and_the_figures() {
+    let mut sim = sim();
+    let (a, _, _) = room(&mut sim, "a", 1);
+    let (b, _, _) = room(&mut sim, "b", 0);
+    sim.send(&a, "/join-session master");
+    sim.send(&b, "/join-session master");
+    let (c, _, _) = room(&mut sim, "c", 0);
+    sim.send(&c, "/join-session slave id=nobody");
+    sim.advance(3.0 * STATS_DELAY_MS);
+    assert_eq!(sim.stats(), r#"{"numHostsOnline":3,"numHostsLookingForSession":3,"numClientsOnline":1,"numPlayers":1}"#);
+    sim.close(&c, 1000);
+    sim.advance(Settings::default().reconnect_ms);
+    for h in [&a, &b] {
+        sim.close(h, 1000);
+    }
+    sim.advance(Settings::default().reconnect_ms + 3.0 * STATS_DELAY_MS);
+    assert!(sim.mm.searches.is_empty(), "{:?}", sim.mm.searches.keys().collect::<Vec<_>>());
+    assert_eq!(sim.stats(), r#"{"numHostsOnline":0,"numHostsLookingForSession":0,"numClientsOnline":0,"numPlayers":0}"#);
+    askutron_sim::check::heal(&mut sim, 10_000.0).unwrap();
+}

@@ -12,6 +12,7 @@ use askutron_core::settings::Settings;
 
 pub const SESSION_BINDING: &str = "SESSIONS";
 pub const MATCHMAKER_BINDING: &str = "MATCHMAKER";
+pub const AGGREGATOR_BINDING: &str = "AGGREGATORS";
 /// The one Matchmaker instance.
 pub const MATCHMAKER_NAME: &str = "global";
 /// Internal calls use this URL; the router never forwards it from outside.
@@ -72,22 +73,40 @@ pub fn matchmaker_stub(env: &Env) -> Result<Stub> {
     env.durable_object(MATCHMAKER_BINDING)?.id_from_name(MATCHMAKER_NAME)?.get_stub()
 }
 
+/// An aggregator of the figures, by its name (`leaf-<n>` or `root`).
+pub fn aggregator_stub(env: &Env, name: &str) -> Result<Stub> {
+    env.durable_object(AGGREGATOR_BINDING)?.id_from_name(name)?.get_stub()
+}
+
 /// Posts a call to another object; returns its status and body. Built on the
 /// runtime's own `Request`/`Response`: `worker::Request` would parse the URL
 /// (and pull a URL parser into the Worker) and read `request.cf`.
 pub async fn call(stub: Stub, body: &impl Serialize) -> Result<(u16, String)> {
+    call_to(stub, INTERNAL_URL, body).await
+}
+
+/// Posts a call to an object that must learn its own name from the call
+/// (a Durable Object does not know the name it was found by).
+pub async fn call_named(stub: Stub, name: &str, body: &impl Serialize) -> Result<(u16, String)> {
+    call_to(stub, &format!("{INTERNAL_URL}/{name}"), body).await
+}
+
+async fn call_to(stub: Stub, url: &str, body: &impl Serialize) -> Result<(u16, String)> {
     let json = serde_json::to_string(body)?;
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     init.set_body(&JsValue::from_str(&json));
-    let req = web_sys::Request::new_with_str_and_init(INTERNAL_URL, &init)?;
+    let req = web_sys::Request::new_with_str_and_init(url, &init)?;
     let object = stub.into_rpc::<worker::worker_sys::DurableObject>();
     let res: web_sys::Response = JsFuture::from(object.fetch_with_request(&req)?).await?.unchecked_into();
     let text = body_text(res.text()).await.unwrap_or_default();
     Ok((res.status(), text))
 }
 
-/// True for a call from another object: `POST /internal`.
+/// True for a call from another object: `POST /internal` (or
+/// `/internal/<name>`, see `call_named`).
 pub fn is_internal(req: &web_sys::Request) -> bool {
-    req.method() == "POST" && askutron_core::url_parts::split(&req.url()).0 == "/internal"
+    let url = req.url();
+    let path = askutron_core::url_parts::split(&url).0;
+    req.method() == "POST" && (path == "/internal" || path.starts_with("/internal/"))
 }

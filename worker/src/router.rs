@@ -13,10 +13,12 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::web_sys::{self, Request};
 use worker::{event, Context, Env, Method, Result};
 
-use crate::glue::{call, matchmaker_stub, response, session_stub, settings, text};
+use crate::executor::calls::send;
+use crate::glue::{response, session_stub, settings, text};
 use crate::log;
 use crate::page;
-use askutron_core::calls::MatchmakerCall;
+use askutron_core::calls::{AggregatorCall, Outcome};
+use askutron_core::session::{CallBody, Peer};
 use askutron_core::log::Level;
 use askutron_core::secrets::new_session_id;
 use askutron_core::settings::{AllowedOrigins, Settings};
@@ -33,7 +35,7 @@ mod body {
     pub const ORIGIN_NOT_ALLOWED: &str =
         "Forbidden: this page's origin may not open sockets to this relay (see ALLOWED_ORIGINS)";
     pub const GET_ONLY: &str = "Method not allowed: use GET or HEAD";
-    pub const STATS_UNAVAILABLE: &str = "Stats unavailable: the matchmaker did not answer";
+    pub const STATS_UNAVAILABLE: &str = "Stats unavailable: the figures' aggregator did not answer";
 }
 
 /// The runtime's request as it is: converting it to `worker::Request` would
@@ -192,11 +194,13 @@ fn serve(req: &Request, asset: page::Asset) -> web_sys::Response {
     response(200, Some(asset.body), &headers)
 }
 
-/// `GET /stats`: the Matchmaker's relay-wide figures, the JSON of `!stats`.
+/// `GET /stats`: the relay-wide figures from the root aggregator (never the
+/// Matchmaker: only matchmaking reaches it), the JSON of `!stats`.
 async fn stats(env: &Env, settings: &Settings) -> web_sys::Response {
-    let answer = match matchmaker_stub(env) {
-        Ok(stub) => call(stub, &MatchmakerCall::Stats).await,
-        Err(e) => Err(e),
+    let query = CallBody::Aggregator(AggregatorCall::Stats);
+    let answer = match send(env, &Peer::Root, &query).await {
+        Outcome::Status(status, body) => Ok((status, body)),
+        Outcome::Failed(error) => Err(error),
     };
     match answer {
         Ok((200, json)) => {

@@ -196,6 +196,7 @@ impl MatchmakerCore {
             Input::Alarm => self.alarm = Some(None),
         }
         self.dispatch(now, &mut out);
+        self.searches_changed(now);
         self.pass_up(now, &mut out);
         self.schedule(now, &mut out);
         out

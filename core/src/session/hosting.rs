@@ -133,6 +133,8 @@ impl SessionCore {
         self.owe_search_end();
         self.owe_zero_figures(now);
         let Some(record) = self.record.take() else { return };
+        // What is owed names the session: calls made after it ended carry it.
+        self.owed.sid = record.id.clone();
         out.push(Effect::EraseQueue);
         self.persist(out);
         out.push(Effect::Log(

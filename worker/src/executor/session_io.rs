@@ -11,13 +11,12 @@ use worker::worker_sys::ext::ResponseInitExt;
 use worker::worker_sys::web_sys;
 use worker::{Result, State, WebSocket, WebSocketPair};
 
-use super::outbox::Outbox;
 use super::session_store::SessionStore;
 use crate::glue::text;
 use crate::log::emit_event;
 use askutron_core::journal::{Event, Level};
 use askutron_core::record::SocketInfo;
-use askutron_core::session::{Answer, Effect, SessionCore, StorageFailure, Token};
+use askutron_core::session::{Answer, CallBody, CallId, Effect, Peer, SessionCore, StorageFailure, Token};
 use askutron_core::settings::Settings;
 use askutron_core::wire::say;
 
@@ -72,7 +71,8 @@ pub struct SessionIo {
     pub upgrade: RefCell<Option<WebSocket>>,
     /// `"<n>: "` as JS strings, by client id, for the relay path.
     prefixes: RefCell<Vec<Option<JsString>>>,
-    pub outbox: Outbox,
+    /// Calls the core asked for, not yet made.
+    pub calls: RefCell<Vec<(CallId, Peer, CallBody)>>,
     /// The alarm the core asked for last, not yet set.
     pub alarm: Cell<Option<Option<f64>>>,
 }
@@ -86,7 +86,7 @@ impl SessionIo {
             sockets: RefCell::new(HashMap::new()),
             upgrade: RefCell::new(None),
             prefixes: RefCell::new(Vec::new()),
-            outbox: Outbox::default(),
+            calls: RefCell::new(Vec::new()),
             alarm: Cell::new(None),
         }
     }
@@ -121,18 +121,14 @@ impl SessionIo {
         Some(info.token)
     }
 
-    /// Rebuilds a core after a wake-up: the stored record, and every live socket.
+    /// Rebuilds a core after a wake-up: what storage holds (or why it could
+    /// not be read: the core then decides nothing from a guess), and every
+    /// live socket.
     pub fn restore(&self, settings: Settings) -> SessionCore {
-        let record = match self.store.read_record() {
-            Ok(record) => record,
-            Err(error) => {
-                emit_event(
-                    self.log_level,
-                    &Event::error("storage_error").with("op", "read record").with("error", error),
-                );
-                None
-            }
-        };
+        let stored = self.store.read();
+        if let Err(error) = &stored {
+            emit_event(self.log_level, &Event::error("storage_error").with("op", "read").with("error", error.as_str()));
+        }
         let mut infos = Vec::new();
         let mut sockets = self.sockets.borrow_mut();
         // Closed sockets too: the core must not hand out their tokens again.
@@ -144,7 +140,7 @@ impl SessionIo {
                 infos.push(info);
             }
         }
-        SessionCore::restore(settings, record, infos)
+        SessionCore::restore(settings, stored, infos)
     }
 
     /// `"<n>: "` as a JS string.
@@ -157,32 +153,30 @@ impl SessionIo {
         prefixes[i].get_or_insert_with(|| JsString::from(format!("{client}: "))).clone()
     }
 
-    /// True when the event left calls to send or an alarm to set.
+    /// True when the event left calls to make or an alarm to set.
     pub fn has_pending_work(&self) -> bool {
-        self.alarm.get().is_some() || self.outbox.has_calls()
+        self.alarm.get().is_some() || !self.calls.borrow().is_empty()
     }
 
-    /// Carries out one batch of effects in order. The record is written once,
-    /// where the batch's last `Persist` stands (it holds every change before
-    /// it). Returns the first storage failure, for the core.
+    /// Carries out one batch of effects in order. What storage keeps is
+    /// written once, where the batch's last `Persist` stands (it holds every
+    /// change before it). Returns every storage failure, for the core.
     pub fn execute_all(
         &self,
         effects: Vec<Effect<'_>>,
         incoming: Option<&Incoming<'_>>,
         core: &RefCell<Option<SessionCore>>,
         answer: &mut Option<Answer>,
-    ) -> Option<StorageFailure> {
+    ) -> Vec<StorageFailure> {
         let last_persist = effects.iter().rposition(|e| matches!(e, Effect::Persist));
-        let mut failure = None;
+        let mut failures = Vec::new();
         for (i, effect) in effects.into_iter().enumerate() {
             if matches!(effect, Effect::Persist) && Some(i) != last_persist {
                 continue;
             }
-            if let Some(f) = self.execute(effect, incoming, core, answer) {
-                failure.get_or_insert(f);
-            }
+            failures.extend(self.execute(effect, incoming, core, answer));
         }
-        failure
+        failures
     }
 
     pub fn execute(
@@ -231,26 +225,32 @@ impl SessionIo {
             }
             Effect::Persist => {
                 let core = core.borrow();
-                if let Some(record) = core.as_ref().and_then(SessionCore::record) {
-                    return self.store.write_record(record).err().map(StorageFailure::Persist);
+                if let Some((record, owed)) = core.as_ref().map(SessionCore::stored) {
+                    return self.store.write(record, owed).err().map(StorageFailure::Persist);
                 }
             }
-            Effect::Erase => return self.store.erase().err().map(StorageFailure::Persist),
-            Effect::Enqueue { line, sender, bytes } => {
-                return self.store.enqueue(&line).err().map(|error| StorageFailure::Enqueue { sender, bytes, error });
+            Effect::EraseQueue => {
+                if let Err(error) = self.store.erase_queue() {
+                    emit_event(self.log_level, &Event::error("storage_error").with("op", "erase queue").with("error", error));
+                }
             }
-            Effect::Replay { to, bytes, lines } => {
-                let replayed = self.store.read_queue().and_then(|queued| {
-                    if let Some(ws) = self.sockets.borrow().get(&to) {
-                        for line in &queued {
-                            let _ = ws.send_with_str(line);
-                        }
+            Effect::Enqueue { line, source, bytes } => {
+                return self.store.enqueue(&line).err().map(|error| StorageFailure::Enqueue { source, bytes, error });
+            }
+            Effect::Replay { to, after, bytes, lines, notices } => {
+                let queued = match self.store.read_queue(after) {
+                    Ok(queued) => queued,
+                    Err(error) => return Some(StorageFailure::Replay { host: to, bytes, lines, notices, error }),
+                };
+                if let Some(ws) = self.sockets.borrow().get(&to) {
+                    for (_, line) in &queued {
+                        let _ = ws.send_with_str(line);
                     }
-                    self.store.clear_queue()
-                });
-                return replayed.err().map(|error| StorageFailure::Replay { host: to, bytes, lines, error });
+                }
+                let through = queued.last().map_or(after, |(seq, _)| *seq);
+                return self.store.clear_queue(through).err().map(|error| StorageFailure::QueueNotCleared { through, error });
             }
-            Effect::Call(call) => self.outbox.push(call),
+            Effect::Call { id, to, body } => self.calls.borrow_mut().push((id, to, body)),
             Effect::SetAlarm(at) => self.alarm.set(Some(at)),
             Effect::Respond(a) => *answer = Some(a),
             Effect::Log(event) => emit_event(self.log_level, &event),

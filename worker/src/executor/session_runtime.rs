@@ -11,7 +11,7 @@ use worker::wasm_bindgen_futures::future_to_promise;
 use worker::{Env, State, WebSocket};
 
 use super::alarm::set_alarm;
-use super::outbox::send;
+use super::calls::{run_all, send};
 use super::session_io::{Incoming, SessionIo};
 use crate::glue::now;
 use askutron_core::session::{Answer, Input, SessionCore, StorageFailure, Token};
@@ -39,8 +39,11 @@ impl SessionRuntime {
         self.io.token_of(ws)
     }
 
+    /// Rebuilds the core if memory lost it, or if storage could not be read
+    /// last time (it is read again).
     fn ensure_core(&self) {
-        if self.core.borrow().is_none() {
+        let missing = self.core.borrow().as_ref().is_none_or(SessionCore::is_unreadable);
+        if missing {
             let core = self.io.restore(self.settings);
             *self.core.borrow_mut() = Some(core);
         }
@@ -56,10 +59,11 @@ impl SessionRuntime {
     pub fn step_with(&self, input: Input<'_>, incoming: Option<&Incoming<'_>>) -> Option<Answer> {
         self.ensure_core();
         let mut answer = None;
-        let mut next = Some(input);
-        while let Some(input) = next.take() {
+        let mut inputs = vec![input];
+        while let Some(input) = inputs.pop() {
             let effects = self.core.borrow_mut().as_mut().expect("ensured").handle(now(), input);
-            next = self.io.execute_all(effects, incoming, &self.core, &mut answer).map(Input::StorageFailed);
+            let failures = self.io.execute_all(effects, incoming, &self.core, &mut answer);
+            inputs.extend(failures.into_iter().rev().map(Input::StorageFailed));
         }
         answer
     }
@@ -77,25 +81,40 @@ impl SessionRuntime {
         promise.into()
     }
 
-    /// Sends the queued calls in order (each answer goes back to the core),
-    /// then sets the alarm.
+    /// Sets the alarm, then makes the calls the core asked for, all at once,
+    /// handing each answer back to the core as it comes (which may ask for
+    /// more calls: those run too, until none is left).
     pub async fn settle(&self) {
-        if self.io.outbox.claim() {
-            while let Some(call) = self.io.outbox.next() {
-                let outcome = send(&self.env, &call).await;
-                self.step(Input::Answer { call, outcome });
-            }
-            self.io.outbox.release();
-        }
+        self.set_alarm().await;
+        let env = &self.env;
+        run_all(
+            || {
+                let calls = std::mem::take(&mut *self.io.calls.borrow_mut());
+                calls
+                    .into_iter()
+                    .map(|(id, to, body)| Box::pin(async move { (id, send(env, &to, &body).await) }) as _)
+                    .collect()
+            },
+            |(id, outcome)| {
+                self.step(Input::Answer { id, outcome });
+            },
+        )
+        .await;
+        self.set_alarm().await;
+    }
+
+    async fn set_alarm(&self) {
         // A failed alarm goes back to the core, which asks for it again: a
         // few tries, so a passing storage fault cannot leave a session
         // without its deadlines.
-        for _ in 0..3 {
+        for attempt in 0..5u32 {
             let Some(at) = self.io.alarm.take() else { break };
             match set_alarm(&self.io.state, at).await {
                 Ok(()) => break,
                 Err(error) => {
                     self.step(Input::StorageFailed(StorageFailure::Alarm(error)));
+                    // A passing fault: wait a little before the next try.
+                    worker::Delay::from(std::time::Duration::from_millis(100 << attempt)).await;
                 }
             }
         }

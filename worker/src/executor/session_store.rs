@@ -1,14 +1,15 @@
-//! A session's SQLite tables: its record (one row) and the queue for an
-//! absent host. Synchronous SQL, so no other event slips in between the
-//! core's decision and its record being written.
+//! A session's SQLite tables: its record and what it still owes others (one
+//! row each), and the queue for an absent host. Synchronous SQL, so no other
+//! event slips in between the core's decision and its state being written.
+//! A session that never existed has no table: ids probed by clients leave
+//! no storage behind, and a session that ended owing nothing drops its own.
 
 use std::cell::Cell;
 
-use worker::{Result, SqlStorage, SqlStorageValue, State};
+use worker::{SqlStorage, SqlStorageValue, State};
 
-use askutron_core::record::SessionRecord;
+use askutron_core::record::{Obligations, SessionRecord};
 
-/// A session's storage: its record (one row) and the queue for an absent host.
 pub struct SessionStore {
     sql: SqlStorage,
     /// The tables exist (created at most once per incarnation).
@@ -16,83 +17,120 @@ pub struct SessionStore {
 }
 
 #[derive(serde::Deserialize)]
-struct RecordRow {
+struct Row {
+    k: String,
     v: String,
 }
 
 #[derive(serde::Deserialize)]
 struct QueueRow {
+    seq: i64,
     line: String,
 }
+
+type Stored = (Option<SessionRecord>, Obligations);
 
 impl SessionStore {
     pub fn new(state: &State) -> Self {
         SessionStore { sql: state.storage().sql(), tables: Cell::new(false) }
     }
 
-    /// The stored record, if the session exists. A session that never existed
-    /// has no table, and reading must not create one: ids probed by clients
-    /// leave no storage behind.
-    pub fn read_record(&self) -> std::result::Result<Option<SessionRecord>, String> {
-        let rows = match self.sql.exec("SELECT v FROM relay_session WHERE k = 'record'", None) {
-            Ok(cursor) => cursor.to_array::<RecordRow>().map_err(|e| e.to_string())?,
-            // The table is made with the session's first record.
-            Err(e) if e.to_string().contains("no such table") => return Ok(None),
+    /// What storage holds; reading never creates a table.
+    pub fn read(&self) -> Result<Stored, String> {
+        let rows = match self.sql.exec("SELECT k, v FROM relay_session", None) {
+            Ok(cursor) => cursor.to_array::<Row>().map_err(|e| e.to_string())?,
+            Err(e) if e.to_string().contains("no such table") => return Ok((None, Obligations::default())),
             Err(e) => return Err(e.to_string()),
         };
         self.tables.set(true);
-        match rows.into_iter().next() {
-            Some(row) => SessionRecord::from_json(&row.v).map(Some).map_err(|e| format!("unreadable record: {e}")),
-            None => Ok(None),
+        let mut stored: Stored = (None, Obligations::default());
+        for row in rows {
+            match row.k.as_str() {
+                "record" => {
+                    let record = SessionRecord::from_json(&row.v).map_err(|e| format!("unreadable record: {e}"))?;
+                    stored.0 = Some(record);
+                }
+                "owed" => stored.1 = serde_json::from_str(&row.v).map_err(|e| format!("unreadable obligations: {e}"))?,
+                _ => {}
+            }
         }
+        Ok(stored)
     }
 
-    pub fn write_record(&self, record: &SessionRecord) -> std::result::Result<(), String> {
-        let sql = &self.sql;
+    /// Writes the record and the obligations; with neither, drops the tables.
+    pub fn write(&self, record: Option<&SessionRecord>, owed: &Obligations) -> Result<(), String> {
+        if record.is_none() && owed.is_empty() {
+            return self.drop_all();
+        }
+        self.ensure_tables()?;
+        self.put("record", record.map(SessionRecord::to_json))?;
+        self.put("owed", (!owed.is_empty()).then(|| owed.to_json()))
+    }
+
+    fn put(&self, key: &str, value: Option<String>) -> Result<(), String> {
+        let result = match value {
+            Some(v) => self.sql.exec(
+                "INSERT OR REPLACE INTO relay_session (k, v) VALUES (?, ?)",
+                vec![SqlStorageValue::from(key.to_string()), SqlStorageValue::from(v)],
+            ),
+            None => self.sql.exec("DELETE FROM relay_session WHERE k = ?", vec![SqlStorageValue::from(key.to_string())]),
+        };
+        result.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    fn ensure_tables(&self) -> Result<(), String> {
         if !self.tables.get() {
-            sql.exec(
-                "CREATE TABLE IF NOT EXISTS relay_session (k TEXT PRIMARY KEY, v TEXT NOT NULL); \
-                 CREATE TABLE IF NOT EXISTS relay_queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)",
-                None,
-            )
-            .map_err(|e| e.to_string())?;
+            self.sql
+                .exec(
+                    "CREATE TABLE IF NOT EXISTS relay_session (k TEXT PRIMARY KEY, v TEXT NOT NULL); \
+                     CREATE TABLE IF NOT EXISTS relay_queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)",
+                    None,
+                )
+                .map_err(|e| e.to_string())?;
             self.tables.set(true);
         }
-        sql.exec(
-            "INSERT OR REPLACE INTO relay_session (k, v) VALUES ('record', ?)",
-            vec![SqlStorageValue::from(record.to_json())],
-        )
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        Ok(())
     }
 
-    pub fn enqueue(&self, line: &str) -> Result<(), String> {
-        self.sql
-            .exec("INSERT INTO relay_queue (line) VALUES (?)", vec![SqlStorageValue::from(line.to_string())])
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    /// The queue in order. Nothing is deleted here: see `clear_queue`.
-    pub fn read_queue(&self) -> Result<Vec<String>, String> {
-        self.sql
-            .exec("SELECT line FROM relay_queue ORDER BY seq", None)
-            .and_then(|c| c.to_array::<QueueRow>())
-            .map(|rows| rows.into_iter().map(|r| r.line).collect())
-            .map_err(|e| e.to_string())
-    }
-
-    pub fn clear_queue(&self) -> Result<(), String> {
-        self.sql.exec("DELETE FROM relay_queue", None).map(|_| ()).map_err(|e| e.to_string())
-    }
-
-    /// Forgets the session entirely: the id is free again.
-    pub fn erase(&self) -> std::result::Result<(), String> {
+    fn drop_all(&self) -> Result<(), String> {
         self.tables.set(false);
         self.sql
             .exec("DROP TABLE IF EXISTS relay_queue", None)
             .and_then(|_| self.sql.exec("DROP TABLE IF EXISTS relay_session", None))
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    pub fn enqueue(&self, line: &str) -> Result<(), String> {
+        self.ensure_tables()?;
+        self.sql
+            .exec("INSERT INTO relay_queue (line) VALUES (?)", vec![SqlStorageValue::from(line.to_string())])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The queue after row `after`, in order. Nothing is deleted here.
+    pub fn read_queue(&self, after: u64) -> Result<Vec<(u64, String)>, String> {
+        self.sql
+            .exec("SELECT seq, line FROM relay_queue WHERE seq > ? ORDER BY seq", vec![SqlStorageValue::from(after as i64)])
+            .and_then(|c| c.to_array::<QueueRow>())
+            .map(|rows| rows.into_iter().map(|r| (r.seq as u64, r.line)).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Deletes the queue's rows up to `through`.
+    pub fn clear_queue(&self, through: u64) -> Result<(), String> {
+        self.sql
+            .exec("DELETE FROM relay_queue WHERE seq <= ?", vec![SqlStorageValue::from(through as i64)])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Forgets the queue (the session ended).
+    pub fn erase_queue(&self) -> Result<(), String> {
+        if !self.tables.get() {
+            return Ok(());
+        }
+        self.sql.exec("DELETE FROM relay_queue", None).map(|_| ()).map_err(|e| e.to_string())
     }
 }

@@ -1,40 +1,54 @@
 //! The Matchmaker Durable Object: the single place where searches meet. It
-//! turns calls into `MatchmakerCore` inputs and carries out the effects: SQL
-//! rows for the pool and the figures, Steam friend lists, and the calls that
-//! announce links (run concurrently across masters; the core keeps each
-//! master's in order).
+//! turns calls and its alarm into `MatchmakerCore` inputs and carries out the
+//! effects: SQL rows for the pool and the announcements, Steam friend lists,
+//! the steps it sends sessions and the number of searches it passes to the
+//! root aggregator, all concurrently (the core keeps each master's
+//! announcements in order).
 //!
 //! Exported by hand, like the Session class, on the runtime's own `Request`
 //! and `Response`: no URL parsing, no `request.cf`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::rc::Rc;
 
-use futures_util::future::join_all;
 use worker::js_sys::Promise;
 use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsValue};
 use worker::wasm_bindgen_futures::future_to_promise;
 use worker::worker_sys::{web_sys, DurableObjectState};
 use worker::{Env, State};
 
+use crate::executor::alarm::set_alarm;
+use crate::executor::calls::{run_all, send, Pending};
 use crate::executor::matchmaker_store::MatchmakerStore;
 use crate::executor::steam;
-use crate::glue::{self, body_text, call, is_internal, now, session_stub, text};
+use crate::glue::{self, body_text, is_internal, now, text};
 use crate::log::emit_event;
-use askutron_core::calls::{MatchmakerCall, Outcome};
+use askutron_core::calls::{MatchmakerCall, SessionCall, CALLS_VERSION};
 use askutron_core::journal::Level;
-use askutron_core::matchmaker::{Effect, Input, MatchmakerCore};
+use askutron_core::matchmaker::{Effect, Input, MatchmakerCore, Search};
+use askutron_core::session::{CallBody, Peer};
 
 #[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
 pub struct Matchmaker {
     inner: Rc<Inner>,
 }
 
+/// What the Matchmaker waits for.
+enum Work {
+    Call { id: u64, to: String, body: CallBody },
+    Root(CallBody),
+    Friends(Box<Search>),
+}
+
 struct Inner {
     env: Env,
+    state: State,
     log_level: Level,
     store: MatchmakerStore,
     core: RefCell<Option<MatchmakerCore>>,
+    work: RefCell<Vec<Work>>,
+    alarm: Cell<Option<Option<f64>>>,
 }
 
 #[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
@@ -42,11 +56,21 @@ impl Matchmaker {
     #[wasm_bindgen(constructor)]
     pub fn new(state: DurableObjectState, env: Env) -> Matchmaker {
         let log_level = glue::settings(&env).log_level;
-        let store = MatchmakerStore::new(&State::from(state), log_level);
-        Matchmaker { inner: Rc::new(Inner { env, log_level, store, core: RefCell::new(None) }) }
+        let state = State::from(state);
+        let store = MatchmakerStore::new(&state, log_level);
+        let inner = Inner {
+            env,
+            state,
+            log_level,
+            store,
+            core: RefCell::new(None),
+            work: RefCell::new(Vec::new()),
+            alarm: Cell::new(None),
+        };
+        Matchmaker { inner: Rc::new(inner) }
     }
 
-    /// A call from a Session object (or the router's `/stats`).
+    /// A session's search state.
     pub fn fetch(&self, req: web_sys::Request) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
@@ -58,60 +82,98 @@ impl Matchmaker {
                 Ok(call) => call,
                 Err(e) => return Ok(text(400, &format!("bad matchmaker call: {e}")).into()),
             };
-            let (status, body) = inner.run(Input::Call(call)).await;
-            Ok(JsValue::from(text(status, &body)))
+            let (status, body) = inner.step(Input::Call(call)).unwrap_or((500, "no answer".into()));
+            let response = JsValue::from(text(status, &body));
+            inner.settle().await;
+            Ok(response)
+        })
+    }
+
+    /// Retries, lease ends, the searches' count for the root.
+    pub fn alarm(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            inner.step(Input::Alarm);
+            inner.settle().await;
+            Ok(JsValue::UNDEFINED)
         })
     }
 }
 
 impl Inner {
-    fn handle(&self, input: Input) -> Vec<Effect> {
+    /// Feeds one input to the core (loaded first after a wake-up) and carries
+    /// out its effects; returns the answer to a call.
+    fn step(&self, input: Input) -> Option<(u16, String)> {
         if self.core.borrow().is_none() {
             let loaded = self.store.load();
             let key = steam::steam_key(&self.env).is_some();
             let settings = glue::settings(&self.env);
-            let core = MatchmakerCore::restore(settings, key, loaded.searches, loaded.next_seq, loaded.stats);
+            let core = MatchmakerCore::restore(settings, key, loaded.searches, loaded.jobs, loaded.next_seq, loaded.next_link);
             *self.core.borrow_mut() = Some(core);
         }
-        self.core.borrow_mut().as_mut().expect("loaded").handle(now(), input)
-    }
-
-    /// Runs an input and everything that follows from it (friend lists, link
-    /// announcements) until nothing is left; returns the answer to the call.
-    async fn run(&self, input: Input) -> (u16, String) {
-        let mut answer = (500, "no answer".to_string());
-        let mut effects = self.handle(input);
-        while !effects.is_empty() {
-            let mut tells = Vec::new();
-            let mut follow = Vec::new();
-            for effect in effects {
-                match effect {
-                    Effect::Respond { status, body } => answer = (status, body),
-                    Effect::FetchFriends { search } => {
-                        let result = steam::friends_of(&self.env, &search).await;
-                        follow.push(Input::Friends { search, result });
-                    }
-                    Effect::Tell { job, to, call } => tells.push((job, to, call)),
-                    Effect::SaveSearch(search) => self.store.save_search(&search),
-                    Effect::DeleteSearch(sid) => self.store.delete_search(sid),
-                    Effect::SaveSeq(seq) => self.store.save_seq(seq),
-                    Effect::SaveStats { sid, counts } => self.store.save_stats(sid, counts),
-                    Effect::Log(event) => emit_event(self.log_level, &event),
+        let effects = self.core.borrow_mut().as_mut().expect("loaded").handle(now(), input);
+        let mut answer = None;
+        for effect in effects {
+            match effect {
+                Effect::Respond { status, body } => answer = Some((status, body)),
+                Effect::FetchFriends { search } => self.work.borrow_mut().push(Work::Friends(Box::new(search))),
+                Effect::Call { id, to, steps } => {
+                    let body = CallBody::Session(SessionCall::Steps { v: CALLS_VERSION, steps });
+                    self.work.borrow_mut().push(Work::Call { id, to, body });
                 }
+                Effect::CallRoot(call) => self.work.borrow_mut().push(Work::Root(CallBody::Aggregator(call))),
+                Effect::SaveSearch(search) => self.store.save_search(&search),
+                Effect::DeleteSearch(sid) => self.store.delete_search(sid),
+                Effect::SaveJob(job) => self.store.save_job(&job),
+                Effect::DeleteJob(link) => self.store.delete_job(link),
+                Effect::SaveMeta { next_seq, next_link } => self.store.save_meta(next_seq, next_link),
+                Effect::SetAlarm(at) => self.alarm.set(Some(at)),
+                Effect::Log(event) => emit_event(self.log_level, &event),
             }
-            let told = join_all(tells.into_iter().map(|(job, to, body)| async move {
-                let outcome = match session_stub(&self.env, &to) {
-                    Ok(stub) => match call(stub, &body).await {
-                        Ok((status, body)) => Outcome::Status(status, body),
-                        Err(e) => Outcome::Failed(e.to_string()),
-                    },
-                    Err(e) => Outcome::Failed(e.to_string()),
-                };
-                Input::Told { job, outcome }
-            }))
-            .await;
-            effects = follow.into_iter().chain(told).flat_map(|input| self.handle(input)).collect();
         }
         answer
+    }
+
+    /// Sets the alarm, then runs everything the core asked for at once,
+    /// handing each answer back as it comes.
+    async fn settle(&self) {
+        self.set_alarm().await;
+        let env = &self.env;
+        run_all(
+            || {
+                let work = std::mem::take(&mut *self.work.borrow_mut());
+                work.into_iter().map(|w| -> Pending<'_, Input> { Box::pin(run(env, w)) }).collect()
+            },
+            |input| {
+                self.step(input);
+            },
+        )
+        .await;
+        self.set_alarm().await;
+    }
+
+    async fn set_alarm(&self) {
+        if let Some(at) = self.alarm.take() {
+            if let Err(error) = set_alarm(&self.state, at).await {
+                let event = askutron_core::journal::Event::error("storage_error").with("op", "alarm").with("error", error);
+                emit_event(self.log_level, &event);
+                // The core sets it again at its next input.
+                self.alarm.set(Some(at));
+            }
+        }
+    }
+}
+
+async fn run(env: &Env, work: Work) -> Input {
+    match work {
+        Work::Call { id, to, body } => {
+            let outcome = send(env, &Peer::Session(to), &body).await;
+            Input::Answer { id, outcome }
+        }
+        Work::Root(body) => Input::RootAnswer(send(env, &Peer::Root, &body).await),
+        Work::Friends(search) => {
+            let result: Result<HashSet<String>, String> = steam::friends_of(env, &search).await;
+            Input::Friends { search: *search, result }
+        }
     }
 }

@@ -1,0 +1,75 @@
+//! Calls between objects as the executors make them: concurrently, each
+//! with a time limit, every answer handed back to the core that asked
+//! (the core batches, orders and retries; the executor only carries).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::future::{select, Either};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use worker::{Delay, Env, Result, Stub};
+
+use crate::glue::{aggregator_stub, call, call_named, matchmaker_stub, session_stub};
+use askutron_core::aggregator::Role;
+use askutron_core::calls::Outcome;
+use askutron_core::session::{CallBody, Peer};
+
+/// A call that gets no answer within this time has failed: the core sends
+/// it again (every call is idempotent).
+const CALL_TIMEOUT_MS: u64 = 10_000;
+
+/// The object a peer names.
+pub fn stub(env: &Env, peer: &Peer) -> Result<Stub> {
+    match peer {
+        Peer::Session(sid) => session_stub(env, sid),
+        Peer::Matchmaker => matchmaker_stub(env),
+        Peer::Aggregator(i) => aggregator_stub(env, &Role::Leaf(*i).name()),
+        Peer::Root => aggregator_stub(env, &Role::Root.name()),
+    }
+}
+
+/// The name an aggregator learns itself by, from the calls it gets.
+pub fn aggregator_name(peer: &Peer) -> Option<String> {
+    match peer {
+        Peer::Aggregator(i) => Some(Role::Leaf(*i).name()),
+        Peer::Root => Some(Role::Root.name()),
+        _ => None,
+    }
+}
+
+/// Makes one call to `peer` and waits for its answer, or for the time limit.
+pub async fn send(env: &Env, peer: &Peer, body: &CallBody) -> Outcome {
+    let stub = stub(env, peer);
+    let name = aggregator_name(peer);
+    let request = async {
+        let stub = stub?;
+        match (body, name) {
+            (CallBody::Aggregator(c), Some(name)) => call_named(stub, &name, c).await,
+            (CallBody::Aggregator(c), None) => call(stub, c).await,
+            (CallBody::Session(c), _) => call(stub, c).await,
+            (CallBody::Matchmaker(c), _) => call(stub, c).await,
+        }
+    };
+    let timeout = Delay::from(std::time::Duration::from_millis(CALL_TIMEOUT_MS));
+    match select(Box::pin(request), timeout).await {
+        Either::Left((Ok((status, body)), _)) => Outcome::Status(status, body),
+        Either::Left((Err(e), _)) => Outcome::Failed(e.to_string()),
+        Either::Right(_) => Outcome::Failed(format!("no answer within {CALL_TIMEOUT_MS} ms")),
+    }
+}
+
+/// A call (or a fetch) under way, yielding what its answer means.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// Runs calls concurrently, handing each answer to `answered` as it comes;
+/// `more` yields the calls that answers (or other events) asked for since.
+pub async fn run_all<'a, T>(mut more: impl FnMut() -> Vec<Pending<'a, T>>, mut answered: impl FnMut(T)) {
+    let mut running: FuturesUnordered<Pending<'a, T>> = FuturesUnordered::new();
+    loop {
+        running.extend(more());
+        match running.next().await {
+            Some(answer) => answered(answer),
+            None => break,
+        }
+    }
+}
