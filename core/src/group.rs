@@ -76,6 +76,10 @@ pub struct MasterLink {
     /// Durable messages to the master not yet acknowledged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outbox: Vec<Pending>,
+    /// The clients (master ids) the master has been told are connected: a
+    /// reset that closed sockets without a word is squared with it.
+    #[serde(default)]
+    pub told: BTreeSet<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +213,7 @@ mod tests {
             since: 0.0,
             applied: 0,
             outbox: vec![],
+            told: BTreeSet::new(),
         });
         assert_eq!(g.id_at_master(2), Some(("m", 4)));
         assert_eq!(g.id_at_master(5), Some(("m", 5)));

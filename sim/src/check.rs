@@ -126,8 +126,10 @@ pub fn healed(sim: &mut Sim) -> Result<(), String> {
             return Err(format!("{sid}: still owes {owed:?}"));
         }
     }
-    if !sim.mm.jobs.is_empty() {
-        return Err(format!("the Matchmaker still announces {} links", sim.mm.jobs.len()));
+    let jobs = sim.mm.announcing(sim.now);
+    if jobs > 0 {
+        let detail = sim.mm.core.as_ref().map(|c| format!("{:?}", c.jobs().values().collect::<Vec<_>>())).unwrap_or_default();
+        return Err(format!("the Matchmaker still announces {jobs} links: {detail}"));
     }
     // The pool holds exactly the sessions that search.
     let searching: BTreeSet<String> = records
@@ -135,14 +137,41 @@ pub fn healed(sim: &mut Sim) -> Result<(), String> {
         .filter(|(_, r)| r.group.search.is_some() && r.group.master.is_none())
         .map(|(sid, _)| sid.clone())
         .collect();
-    let pool: BTreeSet<String> = sim.mm.searches.keys().cloned().collect();
+    // The pool the Matchmaker works with: its memory, or what it would load
+    // (a row whose lease ended is dropped as it loads).
+    let pool: BTreeSet<String> = match &sim.mm.core {
+        Some(core) => core.pool().searches.keys().cloned().collect(),
+        None => sim
+            .mm
+            .searches
+            .iter()
+            .filter(|(_, json)| serde_json::from_str::<askutron_core::matchmaker::Search>(json).is_ok_and(|s| s.expires > sim.now))
+            .map(|(sid, _)| sid.clone())
+            .collect(),
+    };
     if searching != pool {
-        return Err(format!("the pool holds {pool:?}; searching are {searching:?}"));
+        let odd: Vec<String> = pool
+            .symmetric_difference(&searching)
+            .map(|sid| {
+                let group = records.get(sid).map(|r| &r.group);
+                format!(
+                    "{sid}: record {:?}, pool {:?}",
+                    group.map(|g| (g.search.is_some(), g.search_epoch, g.search_synced, g.master.as_ref().map(|m| (&m.sid, m.confirmed)))),
+                    sim.mm.searches.get(sid)
+                )
+            })
+            .collect();
+        return Err(format!("the pool holds {pool:?}; searching are {searching:?}; {odd:?}"));
     }
     let truth = true_stats(sim, &records, pool.len());
     let stats: RelayStats = serde_json::from_str(&sim.stats()).expect("stats are JSON");
     if stats != truth {
-        return Err(format!("/stats says {stats:?}; the truth is {truth:?}"));
+        let held: Vec<String> = sim
+            .aggregators
+            .values()
+            .flat_map(|a| a.entries.iter().map(move |(k, e)| format!("{}:{k}={:?}@{}", a.role.name(), e.totals, e.at)))
+            .collect();
+        return Err(format!("/stats says {stats:?}; the truth is {truth:?}; stored {held:?}"));
     }
     Ok(())
 }

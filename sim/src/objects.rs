@@ -147,8 +147,22 @@ impl MatchmakerObject {
             Some(MatchmakerCore::restore(settings, has_steam_key, searches, jobs, self.next_seq, self.next_link));
     }
 
-    pub fn busy(&self) -> bool {
-        !self.jobs.is_empty() || self.core.as_ref().is_some_and(|c| !c.jobs().is_empty())
+    /// Links being announced: in memory, or stored and not so old that the
+    /// Matchmaker gives them up as it wakes (a row whose deletion failed).
+    pub fn announcing(&self, now: f64) -> usize {
+        match &self.core {
+            Some(core) => core.jobs().len(),
+            None => self
+                .jobs
+                .values()
+                .filter_map(|json| serde_json::from_str::<Job>(json).ok())
+                .filter(|j| now - j.since < askutron_core::matchmaker::UNDO_TIMEOUT_MS)
+                .count(),
+        }
+    }
+
+    pub fn busy(&self, now: f64) -> bool {
+        self.announcing(now) > 0
     }
 }
 

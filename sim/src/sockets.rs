@@ -15,13 +15,15 @@ pub struct Sock {
 }
 
 /// One frame a socket received.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Received {
     pub text: String,
     /// Sent from the queue in a take-over's replay.
     pub replayed: bool,
-    /// When (simulated epoch ms).
-    pub at: u64,
+    /// When (simulated epoch ms) ...
+    pub at: f64,
+    /// ... and in which event of the run (events at one time stay ordered).
+    pub event: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -46,7 +48,7 @@ impl SockState {
         !self.closed_by_peer && self.closed_by_relay.is_none() && !self.closed_by_reset
     }
 
-    pub fn receive(&mut self, text: String, replayed: bool, at: f64) {
+    pub fn receive(&mut self, text: String, replayed: bool, at: f64, event: u64) {
         if self.closed_by_relay.is_some() {
             self.sent_after_close += 1;
             return;
@@ -55,7 +57,7 @@ impl SockState {
             // The frame left, but nobody is there any more.
             return;
         }
-        let r = Received { text, replayed, at: at as u64 };
+        let r = Received { text, replayed, at, event };
         self.history.push(r.clone());
         self.inbox.push_back(r);
     }

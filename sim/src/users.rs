@@ -76,8 +76,12 @@ impl Sim {
         if state.closed_by_peer || state.closed_by_reset {
             return;
         }
-        state.closed_by_peer = true;
+        // The runtime still lists a socket during its close event (an object
+        // woken by it restores it), and not after.
         self.input(&sock.sid, Input::Closed { socket: sock.token, code });
+        if let Some(state) = self.sessions.get_mut(&sock.sid).and_then(|s| s.sockets.get_mut(&sock.token)) {
+            state.closed_by_peer = true;
+        }
     }
 
     /// True while neither side has closed the socket.

@@ -145,6 +145,10 @@ pub struct Sim {
     lose_next: HashMap<ObjectId, usize>,
     /// Every reset so far: when, and which object.
     pub resets: Vec<(f64, ObjectId)>,
+    /// Events handled without the clock moving (a loop guard).
+    same_time: u64,
+    /// Events handled so far (inputs and steps): a logical clock.
+    pub events: u64,
 }
 
 impl Sim {
@@ -176,6 +180,8 @@ impl Sim {
             cuts: HashMap::new(),
             lose_next: HashMap::new(),
             resets: Vec::new(),
+            same_time: 0,
+            events: 0,
         };
         sim.mm.life.version = sim.version;
         sim.set_faults(config.faults);
@@ -220,6 +226,7 @@ impl Sim {
     /// Feeds one input to a session object (rebuilding its core first if its
     /// memory is gone) and carries out the effects; returns the HTTP answer.
     pub fn input(&mut self, sid: &str, input: Input<'_>) -> Option<Answer> {
+        self.events += 1;
         let now = self.now;
         let settings = self.settings;
         let needs_core = self.session_mut(sid).core.as_ref().is_none_or(|c| c.is_unreadable());
@@ -244,6 +251,7 @@ impl Sim {
         let mut answer = None;
         let mut failures = Vec::new();
         let now = self.now;
+        let events = self.events;
         // The record is written once, where the batch's last `Persist` stands.
         let last_persist = effects.iter().rposition(|e| matches!(e, Effect::Persist));
         for (i, effect) in effects.into_iter().enumerate() {
@@ -269,7 +277,7 @@ impl Sim {
                 Effect::Send { to, text } => {
                     let slot = self.session_mut(sid);
                     let sock = slot.sockets.get_mut(&to).expect("send to a socket that was never accepted");
-                    sock.receive(text.into_owned(), false, now);
+                    sock.receive(text.into_owned(), false, now, events);
                 }
                 Effect::SendFromClient { .. } => unreachable!("owned() turns it into a Send"),
                 Effect::Close { to, close } => {
@@ -304,7 +312,7 @@ impl Sim {
                     let rows: Vec<QueueRow> = slot.queue.iter().filter(|r| r.seq > after).cloned().collect();
                     if let Some(sock) = slot.sockets.get_mut(&to) {
                         for row in &rows {
-                            sock.receive(row.line.clone(), true, now);
+                            sock.receive(row.line.clone(), true, now, events);
                         }
                     }
                     let through = rows.last().map_or(after, |r| r.seq);
@@ -368,6 +376,7 @@ impl Sim {
         let now = self.now;
         let effects = self.mm.core.as_mut().expect("restored").handle(now, input);
         let mut answer = None;
+        let mut write_failed = false;
         for effect in effects {
             match effect {
                 matchmaker::Effect::Respond { status, body } => answer = Some((status, body)),
@@ -386,22 +395,30 @@ impl Sim {
                     self.send_call(ObjectId::Matchmaker, Caller::MatchmakerToRoot, to, Body::Aggregator(call));
                 }
                 matchmaker::Effect::SaveSearch(search) => {
-                    if !self.mm_storage_fails() {
+                    if self.mm_storage_fails() {
+                        write_failed = true;
+                    } else {
                         self.mm.searches.insert(search.sid.clone(), serde_json::to_string(&search).unwrap());
                     }
                 }
                 matchmaker::Effect::DeleteSearch(sid) => {
-                    if !self.mm_storage_fails() {
+                    if self.mm_storage_fails() {
+                        write_failed = true;
+                    } else {
                         self.mm.searches.remove(&sid);
                     }
                 }
                 matchmaker::Effect::SaveJob(job) => {
-                    if !self.mm_storage_fails() {
+                    if self.mm_storage_fails() {
+                        write_failed = true;
+                    } else {
                         self.mm.jobs.insert(job.link, serde_json::to_string(&job).unwrap());
                     }
                 }
                 matchmaker::Effect::DeleteJob(link) => {
-                    if !self.mm_storage_fails() {
+                    if self.mm_storage_fails() {
+                        write_failed = true;
+                    } else {
                         self.mm.jobs.remove(&link);
                     }
                 }
@@ -412,6 +429,10 @@ impl Sim {
                 matchmaker::Effect::SetAlarm(at) => self.set_alarm(ObjectId::Matchmaker, at),
                 matchmaker::Effect::Log(e) => self.log.push(e),
             }
+        }
+        // A write that failed: the caller is told to try again (as the Worker does).
+        if write_failed && answer.is_some() {
+            answer = Some((503, "storage unavailable".into()));
         }
         answer
     }
@@ -441,12 +462,14 @@ impl Sim {
         let now = self.now;
         let effects = self.aggregator_mut(role).core.as_mut().expect("restored").handle(now, input);
         let mut answer = None;
+        let mut write_failed = false;
         for effect in effects {
             match effect {
                 aggregator::Effect::Respond { status, body } => answer = Some((status, body)),
                 aggregator::Effect::Save { key, entry } => {
                     if self.storage_fails() {
                         self.log.push(Event::error("storage_error").with("op", "aggregator"));
+                        write_failed = true;
                         continue;
                     }
                     let agg = self.aggregator_mut(role);
@@ -462,6 +485,9 @@ impl Sim {
                 aggregator::Effect::SetAlarm(at) => self.set_alarm(ObjectId::Aggregator(role), at),
                 aggregator::Effect::Log(e) => self.log.push(e),
             }
+        }
+        if write_failed && answer.is_some() {
+            answer = Some((503, "storage unavailable".into()));
         }
         answer
     }
@@ -583,8 +609,15 @@ impl Sim {
     /// Handles the next event; false when none is left.
     pub fn step(&mut self) -> bool {
         let Some(Reverse(next)) = self.queue.pop() else { return false };
+        self.events += 1;
         if next.event.is_network() {
             self.network_pending -= 1;
+        }
+        if next.at > self.now {
+            self.same_time = 0;
+        } else {
+            self.same_time += 1;
+            assert!(self.same_time < 200_000, "an event loop that never lets time pass:\n{}", self.trace.tail());
         }
         self.now = self.now.max(next.at);
         match next.event {
@@ -605,7 +638,11 @@ impl Sim {
             return; // replaced since
         }
         self.life_mut(&obj).alarm = None;
-        self.trace.note(self.now, || format!("alarm {}", obj.name()));
+        let why = match &obj {
+            ObjectId::Session(sid) => self.sessions[sid].core.as_ref().map(|c| c.deadlines()).unwrap_or_default(),
+            _ => String::new(),
+        };
+        self.trace.note(self.now, || format!("alarm {} {why}", obj.name()));
         match obj {
             ObjectId::Session(sid) => {
                 self.input(&sid, Input::Alarm);
@@ -640,7 +677,7 @@ impl Sim {
     /// The earliest alarm of an object with work under way.
     fn busy_alarm(&self) -> Option<f64> {
         let sessions = self.sessions.values().filter(|s| s.busy()).filter_map(|s| s.life.alarm);
-        let mm = self.mm.life.alarm.filter(|_| self.mm.busy());
+        let mm = self.mm.life.alarm.filter(|_| self.mm.busy(self.now));
         sessions.chain(mm).reduce(f64::min)
     }
 

@@ -325,6 +325,28 @@ impl MatchmakerCore {
         self.jobs.values().any(|j| j.slave == sid && j.slave_search.as_ref().is_some_and(|s| s.epoch == epoch))
     }
 
+    /// After a wake-up: a stage that began longer ago than it may take is
+    /// over (a row whose deletion failed, or a reset that lasted): its link
+    /// is undone rather than made now, long after the sessions moved on.
+    pub(super) fn give_up_stale_jobs(&mut self, now: f64, out: &mut Vec<Effect>) {
+        let stale: Vec<(LinkId, bool)> = self
+            .jobs
+            .values()
+            .filter_map(|j| match j.stage {
+                Stage::Queued => None,
+                Stage::Undo => (now - j.since >= UNDO_TIMEOUT_MS).then_some((j.link, false)),
+                _ => (now - j.since >= STEP_TIMEOUT_MS).then_some((j.link, true)),
+            })
+            .collect();
+        for (link, undo) in stale {
+            if undo {
+                self.fall_through(now, link, true, out);
+            } else {
+                self.finish(now, link, out);
+            }
+        }
+    }
+
     pub(super) fn steps_deadline(&self) -> Option<f64> {
         self.jobs.values().filter(|j| !j.in_flight && j.stage != Stage::Queued).filter_map(|j| j.retry.at()).reduce(f64::min)
     }

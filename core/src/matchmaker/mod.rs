@@ -206,6 +206,7 @@ impl MatchmakerCore {
     /// the announcements that were under way go on.
     fn wake(&mut self, now: f64, out: &mut Vec<Effect>) {
         self.next_link = self.next_link.max((now.max(0.0) * 1000.0) as u64);
+        self.give_up_stale_jobs(now, out);
         let firsts: Vec<LinkId> = self.chains.values().filter_map(|c| c.front().copied()).collect();
         for link in firsts {
             if self.jobs.get(&link).is_some_and(|j| j.stage == Stage::Queued) {

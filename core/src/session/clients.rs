@@ -1,5 +1,7 @@
 //! The clients (PROTOCOL.md section 3): ids, uuids, replacement, a full session.
 
+use std::collections::BTreeSet;
+
 use crate::calls::LinkMsg;
 use crate::journal::Event;
 use crate::record::{admit_client, Role, SocketInfo};
@@ -82,10 +84,41 @@ impl SessionCore {
         }) else {
             return;
         };
+        let master = self.record.as_mut().and_then(|r| r.group.master.as_mut()).expect("checked");
         let msg = match what {
-            Announcement::Connected => LinkMsg::Connected { id: n },
-            Announcement::Disconnected => LinkMsg::Disconnected { id: n },
+            Announcement::Connected => {
+                master.told.insert(n);
+                LinkMsg::Connected { id: n }
+            }
+            Announcement::Disconnected => {
+                master.told.remove(&n);
+                LinkMsg::Disconnected { id: n }
+            }
         };
         self.push_link(now, link, msg, out);
+    }
+
+    /// After a restart: clients whose sockets were closed without a word (a
+    /// reset closes every socket), or that came while the master was not told,
+    /// are told to the master now.
+    pub(super) fn square_roster_with_master(&mut self, now: f64, out: &mut Out<'_>) {
+        let Some(record) = self.record.as_ref() else { return };
+        let Some(master) = record.group.master.as_ref() else { return };
+        let actual: BTreeSet<u32> =
+            self.clients.keys().filter_map(|&id| record.group.id_at_master(id).map(|(_, n)| n)).collect();
+        if actual == master.told {
+            return;
+        }
+        let link = master.link;
+        let gone: Vec<u32> = master.told.difference(&actual).copied().collect();
+        let came: Vec<u32> = actual.difference(&master.told).copied().collect();
+        self.record.as_mut().and_then(|r| r.group.master.as_mut()).expect("checked").told = actual;
+        for n in gone {
+            self.push_link(now, link, LinkMsg::Disconnected { id: n }, out);
+        }
+        for n in came {
+            self.push_link(now, link, LinkMsg::Connected { id: n }, out);
+        }
+        self.persist(out);
     }
 }

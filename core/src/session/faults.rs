@@ -84,22 +84,36 @@ impl SessionCore {
     }
 }
 
-/// While the stored state cannot be read, nothing is decided from a guess:
-/// connects are refused `503`, calls too (their senders try again), a frame's
-/// sender is closed `1011` (its message was not kept), and the alarm brings
-/// the object back to read again.
-pub(super) fn while_unreadable(now: f64, error: &str, input: Input<'_>, out: &mut Out<'_>) {
-    match input {
-        Input::HostConnect { .. } | Input::ClientConnect { .. } => refuse_http(out, 503, STORAGE_UNAVAILABLE),
-        Input::Call(_) => respond(out, UNAVAILABLE_STATUS, STORAGE_UNAVAILABLE),
-        Input::Frame { socket, .. } => {
-            out.push(Effect::Close { to: socket, close: CLOSE_STORAGE_FAILED });
+impl SessionCore {
+    /// While the stored state cannot be read, nothing is decided from a
+    /// guess: connects are refused `503`, calls too (their senders try
+    /// again), and the alarm brings the object back to read again. A frame's
+    /// sender is closed `1011` (its message was not kept); for a client, its
+    /// host (known from the sockets' attachments) hears `disconnected:`, so
+    /// it never believes in a client that is gone.
+    pub(super) fn while_unreadable(&mut self, now: f64, error: &str, input: Input<'_>, out: &mut Out<'_>) {
+        match input {
+            Input::HostConnect { .. } | Input::ClientConnect { .. } => refuse_http(out, 503, STORAGE_UNAVAILABLE),
+            Input::Call(_) => respond(out, UNAVAILABLE_STATUS, STORAGE_UNAVAILABLE),
+            Input::Frame { socket, .. } => {
+                if let Some((info, current)) = self.close_socket(socket, CLOSE_STORAGE_FAILED, out) {
+                    if let (Some(id), true) = (info.client_id(), current) {
+                        self.tell_host(out, crate::wire::say::disconnected(id));
+                    }
+                }
+            }
+            Input::Closed { socket, .. } | Input::Errored { socket } => {
+                if let Some((info, current)) = self.forget(socket) {
+                    if let (Some(id), true) = (info.client_id(), current) {
+                        self.tell_host(out, crate::wire::say::disconnected(id));
+                    }
+                }
+            }
+            Input::Answer { .. } | Input::StorageFailed(_) | Input::Alarm => {}
         }
-        Input::Closed { .. } | Input::Errored { .. } | Input::Answer { .. } | Input::StorageFailed(_) => {}
-        Input::Alarm => {}
+        out.push(Effect::Log(storage_error("", "read", error.to_string())));
+        out.push(Effect::SetAlarm(Some(now + UNREADABLE_RETRY_MS)));
     }
-    out.push(Effect::Log(storage_error("", "read", error.to_string())));
-    out.push(Effect::SetAlarm(Some(now + UNREADABLE_RETRY_MS)));
 }
 
 pub(super) fn storage_error(sid: &str, op: &'static str, error: String) -> Event {

@@ -48,18 +48,17 @@ impl SessionCore {
                 self.call(Peer::Aggregator(leaf), CallBody::Aggregator(body), InFlight::Unreport(leaf), out);
             }
         }
-        if self.stats_due.is_none_or(|due| due > now) || !self.report_retry.ready(now) {
-            return;
-        }
-        if self.calls.values().any(|c| matches!(c, InFlight::Report(..))) {
-            return;
-        }
         let Some(record) = self.record.as_ref() else { return };
         let counts = self.counts();
+        let renew = !record.stats_reported.is_zero() && now >= record.stats_reported_at + STATS_RENEW_MS;
+        let due = self.stats_due.is_some_and(|due| due <= now) || renew;
+        let in_flight = self.calls.values().any(|c| matches!(c, InFlight::Report(..)));
+        if !due || in_flight || !self.report_retry.ready(now) {
+            return;
+        }
+        self.stats_due = None;
         let leaf = leaf_of(&record.id, self.settings.aggregators);
         let moved = record.stats_leaf.is_some_and(|old| old != leaf);
-        let renew = !counts.is_zero() && now >= record.stats_reported_at + STATS_RENEW_MS;
-        self.stats_due = None;
         if counts == record.stats_reported && !renew && !moved {
             return;
         }
@@ -85,8 +84,10 @@ impl SessionCore {
         }
         let record = self.record.as_ref();
         let renew = record.filter(|r| !r.stats_reported.is_zero()).map(|r| r.stats_reported_at + STATS_RENEW_MS);
-        let due = self.stats_due.map(|due| due.max(self.report_retry.at().unwrap_or(due)));
-        [unreport, renew, due].into_iter().flatten().reduce(f64::min)
+        let report = [self.stats_due, renew].into_iter().flatten().reduce(f64::min);
+        // Not before a failed call's back-off.
+        let report = report.map(|at| at.max(self.report_retry.at().unwrap_or(at)));
+        [unreport, report].into_iter().flatten().reduce(f64::min)
     }
 
     pub(super) fn report_answered(

@@ -164,6 +164,7 @@ impl SessionCore {
             let channel = Outbound::restore(&closing.peer, closing.link, closing.outbox.clone(), true, now);
             self.channels.insert(closing.link, channel);
         }
+        self.square_roster_with_master(now, out);
         let orphaned = self.host.is_none() && self.record.as_ref().is_some_and(|r| r.host_away_until.is_none());
         if orphaned {
             self.host_left(now, out);

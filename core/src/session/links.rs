@@ -91,15 +91,22 @@ impl SessionCore {
                 since: now,
                 applied: 0,
                 outbox: Vec::new(),
+                told: BTreeSet::new(),
             });
             let mut channel = Outbound::new(&master, link, now);
             channel.pause();
             self.channels.insert(link, channel);
             self.persist(out);
         }
-        let record = self.record.as_ref().expect("checked");
-        let clients = self.clients.keys().filter_map(|&id| record.group.id_at_master(id).map(|(_, n)| n)).collect();
-        StepAnswer::Accepted { clients }
+        let record = self.record.as_mut().expect("checked");
+        let clients: BTreeSet<u32> =
+            self.clients.keys().filter_map(|&id| record.group.id_at_master(id).map(|(_, n)| n)).collect();
+        let master = record.group.master.as_mut().expect("just taken");
+        if master.told != clients {
+            master.told = clients.clone();
+            self.persist(out);
+        }
+        StepAnswer::Accepted { clients: clients.into_iter().collect() }
     }
 
     #[allow(clippy::too_many_arguments)]

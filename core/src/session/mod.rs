@@ -155,7 +155,17 @@ impl SessionCore {
             persist_again: false,
             answering_call: false,
         };
-        let generation = core.record.as_ref().map(|r| r.host_generation);
+        // The host is the socket of the record's generation; with the record
+        // unreadable, the newest host socket still open.
+        let newest_host = sockets.iter().filter(|i| !i.closed && i.is_host()).map(|i| i.role.clone()).max_by_key(|r| match r {
+            Role::Host { generation } => *generation,
+            _ => 0,
+        });
+        let generation = match (&core.record, &core.unreadable, newest_host) {
+            (Some(r), _, _) => Some(r.host_generation),
+            (None, Some(_), Some(Role::Host { generation })) => Some(generation),
+            _ => None,
+        };
         core.last_token = sockets.iter().map(|i| i.token).max().unwrap_or(0);
         for info in sockets.into_iter().filter(|i| !i.closed) {
             match info.role {
@@ -231,7 +241,7 @@ impl SessionCore {
     pub fn handle<'a>(&mut self, now: f64, input: Input<'a>) -> Vec<Effect<'a>> {
         let mut out = Vec::new();
         if let Some(error) = self.unreadable.clone() {
-            faults::while_unreadable(now, &error, input, &mut out);
+            self.while_unreadable(now, &error, input, &mut out);
             return out;
         }
         if !self.reconciled {

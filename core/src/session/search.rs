@@ -48,8 +48,13 @@ impl SessionCore {
 
     /// Sends the search state if the Matchmaker does not have it, or its
     /// lease wants renewing; and the cancel an ended session owes.
+    /// One call about the search at a time: the Matchmaker sees them in order.
+    fn search_call_in_flight(&self) -> bool {
+        self.calls.values().any(|c| matches!(c, InFlight::Search(..) | InFlight::Cancel(_)))
+    }
+
     pub(super) fn sync_search(&mut self, now: f64, out: &mut Out<'_>) {
-        if self.calls.values().any(|c| matches!(c, InFlight::Search(..) | InFlight::Cancel(_))) {
+        if self.search_call_in_flight() {
             return;
         }
         if let Some(epoch) = self.owed.cancel.filter(|_| self.cancel_retry.ready(now)) {
@@ -85,23 +90,24 @@ impl SessionCore {
 
     /// When the search state next wants sending.
     pub(super) fn search_deadline(&self) -> Option<f64> {
+        if self.search_call_in_flight() {
+            return None;
+        }
         if self.owed.cancel.is_some() {
-            if self.calls.values().any(|c| matches!(c, InFlight::Cancel(_))) {
-                return None;
-            }
             return Some(self.cancel_retry.at().unwrap_or(f64::NEG_INFINITY));
         }
         let group = &self.record.as_ref()?.group;
         let pending = group.master.as_ref().filter(|m| !m.confirmed).map(|m| m.since + LINK_CONFIRM_MS);
-        let in_flight = self.calls.values().any(|c| matches!(c, InFlight::Search(..)));
-        let sync = self.desired_search().filter(|_| !in_flight).and_then(|(_, searching)| {
-            if self.search_unsynced() {
-                Some(self.search_retry.at().unwrap_or(f64::NEG_INFINITY))
+        let sync = self.desired_search().and_then(|(_, searching)| {
+            let due = if self.search_unsynced() {
+                f64::NEG_INFINITY
             } else if searching {
-                Some(group.search_renewed_at + SEARCH_RENEW_MS)
+                group.search_renewed_at + SEARCH_RENEW_MS
             } else {
-                None
-            }
+                return None;
+            };
+            // Not before a failed call's back-off.
+            Some(due.max(self.search_retry.at().unwrap_or(due)))
         });
         [pending, sync].into_iter().flatten().reduce(f64::min)
     }

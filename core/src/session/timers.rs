@@ -42,6 +42,22 @@ impl SessionCore {
             .reduce(f64::min)
     }
 
+    /// Each deadline by name, for a trace.
+    pub fn deadlines(&self) -> String {
+        let record = self.record.as_ref();
+        format!(
+            "away {:?} figures {:?} search {:?} links {:?} keep-alives {:?} calls {:?} synced {:?} owed {:?}",
+            record.and_then(|r| r.host_away_until),
+            self.figures_deadline(),
+            self.search_deadline(),
+            self.links_deadline(),
+            self.sockets.values().filter(|i| i.keep_alive.is_some()).map(|i| i.keep_alive_due).reduce(f64::min),
+            self.calls.values().collect::<Vec<_>>(),
+            record.map(|r| (r.group.search_epoch, r.group.search.is_some(), r.group.search_synced)),
+            self.owed.cancel,
+        )
+    }
+
     /// Points the one alarm at the earliest deadline, when that may have
     /// changed (a deadline already past fires at once).
     pub(super) fn schedule(&mut self, now: f64, out: &mut Out<'_>) {
