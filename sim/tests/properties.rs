@@ -443,3 +443,47 @@ fn the_relay_keeps_its_invariants_under_hostile_physics_even_seeds() {
 fn the_relay_keeps_its_invariants_under_hostile_physics_odd_seeds() {
     run_half(1);
 }
+
+/// Each of the users' checks can fail: break one thing by hand and see it named.
+#[test]
+fn the_users_checks_can_fail() {
+    let setup = || {
+        let mut sim = askutron_sim::loopback(4);
+        let mut world = World::default();
+        apply(&mut sim, &mut world, Action::Host { s: 0, reconnect: true });
+        apply(&mut sim, &mut world, Action::Host { s: 1, reconnect: true });
+        apply(&mut sim, &mut world, Action::Client { s: 0, uuid: None });
+        apply(&mut sim, &mut world, Action::ClientSend { s: 0, k: 0, big: false });
+        sim.settle();
+        world.observe(&sim);
+        users_view(&sim, &world).expect("healthy");
+        (sim, world)
+    };
+    let inject = |sim: &mut Sim, host: &Sock, text: &str| {
+        let state = sim.sessions.get_mut(&host.sid).unwrap().sockets.get_mut(&host.token).unwrap();
+        let last = state.history.last().cloned().unwrap();
+        state.history.push(askutron_sim::Received { text: text.into(), ..last });
+    };
+    let (mut sim, world) = setup();
+    let b = world.hosts["b"].clone();
+    inject(&mut sim, &b, "1: c1");
+    assert!(users_view(&sim, &world).unwrap_err().contains("never linked"));
+    let (mut sim, world) = setup();
+    let a = world.hosts["a"].clone();
+    inject(&mut sim, &a, "1: c1");
+    assert!(users_view(&sim, &world).unwrap_err().contains("twice"));
+    let (mut sim, world) = setup();
+    let a = world.hosts["a"].clone();
+    inject(&mut sim, &a, "connected: 1");
+    assert!(users_view(&sim, &world).unwrap_err().contains("told twice"));
+    let (mut sim, world) = setup();
+    let a = world.hosts["a"].clone();
+    inject(&mut sim, &a, "connected: 3");
+    assert!(users_view(&sim, &world).unwrap_err().contains("it can address"));
+    let (sim, mut world) = setup();
+    let sender = world.clients["a"][0].clone();
+    let secret = sim.record("a").map(|r| r.secret);
+    let sent = Sent { sid: "a".into(), secret, sock: sender, at: 0.0, when: sim.now, kind: Kind::Client };
+    world.sent.insert("c99".into(), sent);
+    assert!(users_view(&sim, &world).unwrap_err().contains("vanished"));
+}
