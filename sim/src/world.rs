@@ -339,7 +339,10 @@ impl Sim {
                     self.set_alarm(ObjectId::Session(sid.to_string()), at);
                 }
                 Effect::Respond(a) => answer = Some(a),
-                Effect::Log(e) => self.log.push(e),
+                Effect::Log(e) => {
+                    self.trace.note(now, || format!("  log {}", e.to_json()));
+                    self.log.push(e);
+                }
             }
         }
         let slot = self.session_mut(sid);
@@ -670,7 +673,21 @@ impl Sim {
                 break;
             }
             guard += 1;
-            assert!(guard < 5_000_000, "the relay never settles:\n{}", self.trace.tail());
+            if guard >= 5_000_000 {
+                let busy: Vec<String> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| s.busy())
+                    .map(|(sid, s)| {
+                        let channels = s.core.as_ref().map(|c| {
+                            c.channels().values().map(|ch| format!("{}:{}:{:?}:{}:{}", ch.link, ch.in_flight(), ch.buffered(), ch.is_paused(), ch.is_closing())).collect::<Vec<_>>()
+                        });
+                        format!("{sid} core={} busy={:?} channels={channels:?} owed={:?}", s.core.is_some(), s.core.as_ref().map(|c| c.busy()), s.owed)
+                    })
+                    .collect();
+                let jobs = self.mm.core.as_ref().map(|c| format!("{:?}", c.jobs())).unwrap_or_default();
+                panic!("the relay never settles: busy {busy:?}, jobs {jobs}\n{}", self.trace.tail());
+            }
         }
     }
 

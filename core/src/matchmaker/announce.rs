@@ -226,7 +226,17 @@ impl MatchmakerCore {
                 ));
                 self.finish(now, link, out);
             }
-            (Stage::Lead { .. }, _) => self.fall_through(now, link, true, out),
+            (Stage::Lead { .. }, _) => {
+                // The master refused: whatever the pool holds for it is not
+                // its state (it stopped, or its ranges differ). It leaves the
+                // pool; if it still searches, its next renewal brings it back
+                // as it is.
+                let master = self.jobs[&link].master.clone();
+                self.fall_through(now, link, true, out);
+                if self.pool.remove(&master).is_some() {
+                    out.push(Effect::DeleteSearch(master));
+                }
+            }
             (Stage::Undo, StepAnswer::Undone { searching }) => {
                 let job = self.jobs.get(&link).expect("checked");
                 let put_back = job

@@ -84,7 +84,8 @@ impl SessionCore {
             (None, _) => channel.failed(now),
         };
         match delivery {
-            Delivery::Acked if closing && channel.is_idle() => self.drop_closing(link, out),
+            // Everything delivered (perhaps by an earlier call than this one).
+            Delivery::Acked | Delivery::Retrying if closing && channel.is_idle() => self.drop_closing(link, out),
             Delivery::Acked | Delivery::Retrying => {}
             Delivery::TimedOut if closing => {
                 out.push(Effect::Log(

@@ -160,6 +160,12 @@ impl SessionCore {
                 self.channels.insert(slave.link, channel);
             }
         }
+        // A link that ended here and has nothing left to deliver is done.
+        let delivered = self.owed.closing.iter().any(|c| c.outbox.is_empty());
+        self.owed.closing.retain(|c| !c.outbox.is_empty());
+        if delivered {
+            self.persist(out);
+        }
         for closing in &self.owed.closing {
             let channel = Outbound::restore(&closing.peer, closing.link, closing.outbox.clone(), true, now);
             self.channels.insert(closing.link, channel);

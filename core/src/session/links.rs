@@ -135,13 +135,25 @@ impl SessionCore {
         let overlaps = offset < own_top
             || group.slaves.iter().any(|s| offset < s.offset + s.span && s.offset < offset + span || s.sid == slave);
         let count = frozen.len() as u32 + group.slaves.iter().map(|s| s.span).sum::<u32>() + span;
-        if group.search.is_none()
-            || group.master.is_some()
-            || group.slaves.len() as u32 >= max
-            || overlaps
-            || count > max
-            || slave == record.id
-        {
+        let refusal = if group.search.is_none() {
+            Some("not searching")
+        } else if group.master.is_some() {
+            Some("a slave")
+        } else if group.slaves.len() as u32 >= max {
+            Some("as many slaves as MAX_CLIENTS")
+        } else if overlaps {
+            Some("range taken")
+        } else if count > max {
+            Some("over MAX_CLIENTS")
+        } else if slave == record.id {
+            Some("itself")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            out.push(Effect::Log(
+                Event::info("link_refused").with("master", record.id.as_str()).with("slave", slave).with("reason", why),
+            ));
             return StepAnswer::Refused;
         }
         let clients: BTreeSet<u32> = clients.into_iter().filter(|&n| n > offset && n <= offset + span).collect();

@@ -72,7 +72,8 @@ impl AggregatorStore {
         }
     }
 
-    pub fn save(&self, key: String, entry: Option<Entry>) {
+    /// Stores (or forgets) one reporter's figures; false if the write failed.
+    pub fn save(&self, key: String, entry: Option<Entry>) -> bool {
         let result = match entry {
             Some(entry) => self.sql.exec(
                 "INSERT OR REPLACE INTO figures (k, v) VALUES (?, ?)",
@@ -80,8 +81,9 @@ impl AggregatorStore {
             ),
             None => self.sql.exec("DELETE FROM figures WHERE k = ?", vec![key.into()]),
         };
-        if let Err(e) = result {
+        if let Err(e) = &result {
             self.log("save figures", e.to_string());
         }
+        result.is_ok()
     }
 }

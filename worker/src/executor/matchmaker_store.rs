@@ -36,37 +36,42 @@ impl MatchmakerStore {
         MatchmakerStore { sql: state.storage().sql(), log_level }
     }
 
-    fn exec(&self, op: &'static str, query: &str, bindings: Vec<SqlStorageValue>) {
-        if let Err(e) = self.sql.exec(query, Some(bindings)) {
-            emit_event(self.log_level, &Event::error("storage_error").with("op", op).with("error", e.to_string()));
+    /// Runs a write; false (and a log line) if it failed.
+    fn exec(&self, op: &'static str, query: &str, bindings: Vec<SqlStorageValue>) -> bool {
+        match self.sql.exec(query, Some(bindings)) {
+            Ok(_) => true,
+            Err(e) => {
+                emit_event(self.log_level, &Event::error("storage_error").with("op", op).with("error", e.to_string()));
+                false
+            }
         }
     }
 
-    pub fn save_search(&self, search: &Search) {
+    pub fn save_search(&self, search: &Search) -> bool {
         let json = serde_json::to_string(search).expect("a search serialises");
         let query = "INSERT OR REPLACE INTO searches (sid, search) VALUES (?, ?)";
-        self.exec("save search", query, vec![search.sid.clone().into(), json.into()]);
+        self.exec("save search", query, vec![search.sid.clone().into(), json.into()])
     }
 
-    pub fn delete_search(&self, sid: String) {
-        self.exec("delete search", "DELETE FROM searches WHERE sid = ?", vec![sid.into()]);
+    pub fn delete_search(&self, sid: String) -> bool {
+        self.exec("delete search", "DELETE FROM searches WHERE sid = ?", vec![sid.into()])
     }
 
-    pub fn save_job(&self, job: &Job) {
+    pub fn save_job(&self, job: &Job) -> bool {
         let json = serde_json::to_string(job).expect("a job serialises");
         let query = "INSERT OR REPLACE INTO jobs (link, job) VALUES (?, ?)";
-        self.exec("save job", query, vec![SqlStorageValue::from(job.link as i64), json.into()]);
+        self.exec("save job", query, vec![SqlStorageValue::from(job.link as i64), json.into()])
     }
 
-    pub fn delete_job(&self, link: LinkId) {
-        self.exec("delete job", "DELETE FROM jobs WHERE link = ?", vec![SqlStorageValue::from(link as i64)]);
+    pub fn delete_job(&self, link: LinkId) -> bool {
+        self.exec("delete job", "DELETE FROM jobs WHERE link = ?", vec![SqlStorageValue::from(link as i64)])
     }
 
-    pub fn save_meta(&self, next_seq: u64, next_link: LinkId) {
-        for (k, v) in [("next_seq", next_seq), ("next_link", next_link)] {
+    pub fn save_meta(&self, next_seq: u64, next_link: LinkId) -> bool {
+        [("next_seq", next_seq), ("next_link", next_link)].into_iter().all(|(k, v)| {
             let query = "INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)";
-            self.exec("save meta", query, vec![k.into(), SqlStorageValue::from(v as i64)]);
-        }
+            self.exec("save meta", query, vec![k.into(), SqlStorageValue::from(v as i64)])
+        })
     }
 
     /// The rows a query reads, each parsed; a storage error or a row that

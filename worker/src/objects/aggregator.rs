@@ -102,14 +102,19 @@ impl Inner {
         }
         let effects = self.core.borrow_mut().as_mut().expect("loaded").handle(now(), input);
         let mut answer = None;
+        let mut written = true;
         for effect in effects {
             match effect {
                 Effect::Respond { status, body } => answer = Some((status, body)),
-                Effect::Save { key, entry } => self.store.save(key, entry),
+                Effect::Save { key, entry } => written &= self.store.save(key, entry),
                 Effect::CallRoot(call) => *self.up.borrow_mut() = Some(call),
                 Effect::SetAlarm(at) => self.alarm.set(Some(at)),
                 Effect::Log(event) => emit_event(self.log_level, &event),
             }
+        }
+        // A write that failed: the reporter learns, and reports again.
+        if !written && answer.is_some() {
+            answer = Some((503, "Storage unavailable: try again".into()));
         }
         answer
     }

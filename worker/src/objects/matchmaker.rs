@@ -113,6 +113,7 @@ impl Inner {
         }
         let effects = self.core.borrow_mut().as_mut().expect("loaded").handle(now(), input);
         let mut answer = None;
+        let mut written = true;
         for effect in effects {
             match effect {
                 Effect::Respond { status, body } => answer = Some((status, body)),
@@ -122,14 +123,18 @@ impl Inner {
                     self.work.borrow_mut().push(Work::Call { id, to, body });
                 }
                 Effect::CallRoot(call) => self.work.borrow_mut().push(Work::Root(CallBody::Aggregator(call))),
-                Effect::SaveSearch(search) => self.store.save_search(&search),
-                Effect::DeleteSearch(sid) => self.store.delete_search(sid),
-                Effect::SaveJob(job) => self.store.save_job(&job),
-                Effect::DeleteJob(link) => self.store.delete_job(link),
-                Effect::SaveMeta { next_seq, next_link } => self.store.save_meta(next_seq, next_link),
+                Effect::SaveSearch(search) => written &= self.store.save_search(&search),
+                Effect::DeleteSearch(sid) => written &= self.store.delete_search(sid),
+                Effect::SaveJob(job) => written &= self.store.save_job(&job),
+                Effect::DeleteJob(link) => written &= self.store.delete_job(link),
+                Effect::SaveMeta { next_seq, next_link } => written &= self.store.save_meta(next_seq, next_link),
                 Effect::SetAlarm(at) => self.alarm.set(Some(at)),
                 Effect::Log(event) => emit_event(self.log_level, &event),
             }
+        }
+        // A write that failed: the caller learns, and sends its state again.
+        if !written && answer.is_some() {
+            answer = Some((503, "Storage unavailable: try again".into()));
         }
         answer
     }
