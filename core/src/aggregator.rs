@@ -67,9 +67,15 @@ pub enum Input {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    Respond { status: u16, body: String },
+    Respond {
+        status: u16,
+        body: String,
+    },
     /// Store (or, `None`, delete) one reporter's entry.
-    Save { key: String, entry: Option<Entry> },
+    Save {
+        key: String,
+        entry: Option<Entry>,
+    },
     /// Pass totals up to the root; hand the answer back as `Input::Answer`.
     CallRoot(AggregatorCall),
     SetAlarm(Option<f64>),
@@ -174,11 +180,14 @@ impl AggregatorCore {
 
     /// Figures whose lease ran out are forgotten.
     fn expire(&mut self, now: f64, out: &mut Vec<Effect>) {
-        let expired: Vec<String> = self.entries.iter().filter(|(_, e)| e.expires <= now).map(|(k, _)| k.clone()).collect();
+        let expired: Vec<String> =
+            self.entries.iter().filter(|(_, e)| e.expires <= now).map(|(k, _)| k.clone()).collect();
         if expired.is_empty() {
             return;
         }
-        out.push(Effect::Log(Event::warn("figures_expired").with("aggregator", self.role.name()).with("count", expired.len())));
+        out.push(Effect::Log(
+            Event::warn("figures_expired").with("aggregator", self.role.name()).with("count", expired.len()),
+        ));
         for key in expired {
             self.entries.remove(&key);
             out.push(Effect::Save { key, entry: None });

@@ -214,7 +214,12 @@ impl Totals {
     }
 
     pub fn of(counts: &SessionCounts) -> Totals {
-        Totals { hosts: counts.hosts as u64, clients: counts.clients as u64, players: counts.players as u64, searching: 0 }
+        Totals {
+            hosts: counts.hosts as u64,
+            clients: counts.clients as u64,
+            players: counts.players as u64,
+            searching: 0,
+        }
     }
 
     pub fn stats(&self) -> RelayStats {

@@ -198,6 +198,11 @@ impl Outbound {
         (self.relayed, self.bytes)
     }
 
+    /// Whether durable messages wait for their acknowledgement.
+    pub fn has_durable(&self) -> bool {
+        self.pending.iter().any(|p| p.msg.is_durable())
+    }
+
     /// The durable messages not yet acknowledged, to be stored.
     pub fn durable(&self) -> Vec<Pending> {
         self.pending.iter().filter(|p| p.msg.is_durable()).cloned().collect()

@@ -37,7 +37,10 @@ pub fn safety(sim: &Sim) -> Result<(), String> {
         let Some(record) = slot.session() else { continue };
         if let Some(core) = slot.core.as_ref().filter(|c| !c.is_unreadable()) {
             if core.record().is_some() && ids != core.connected_ids() {
-                return Err(format!("{sid}: the core's clients {:?} are not the open sockets {ids:?}", core.connected_ids()));
+                return Err(format!(
+                    "{sid}: the core's clients {:?} are not the open sockets {ids:?}",
+                    core.connected_ids()
+                ));
             }
         }
         group_shape(sid, &record, max)?;
@@ -95,7 +98,8 @@ pub fn healed(sim: &mut Sim) -> Result<(), String> {
                 return Err(format!("{sid}: link to {} still unconfirmed", master.sid));
             }
             let m = records.get(&master.sid).ok_or(format!("{sid}'s master {} does not exist", master.sid))?;
-            let link = m.group.slave_by_link(master.link).ok_or(format!("{}: does not know its slave {sid}", master.sid))?;
+            let link =
+                m.group.slave_by_link(master.link).ok_or(format!("{}: does not know its slave {sid}", master.sid))?;
             if link.offset != master.offset || link.sid != *sid {
                 return Err(format!("{sid} and {} disagree on their link", master.sid));
             }
@@ -128,7 +132,8 @@ pub fn healed(sim: &mut Sim) -> Result<(), String> {
     }
     let jobs = sim.mm.announcing(sim.now);
     if jobs > 0 {
-        let detail = sim.mm.core.as_ref().map(|c| format!("{:?}", c.jobs().values().collect::<Vec<_>>())).unwrap_or_default();
+        let detail =
+            sim.mm.core.as_ref().map(|c| format!("{:?}", c.jobs().values().collect::<Vec<_>>())).unwrap_or_default();
         return Err(format!("the Matchmaker still announces {jobs} links: {detail}"));
     }
     // The pool holds exactly the sessions that search.
@@ -145,7 +150,9 @@ pub fn healed(sim: &mut Sim) -> Result<(), String> {
             .mm
             .searches
             .iter()
-            .filter(|(_, json)| serde_json::from_str::<askutron_core::matchmaker::Search>(json).is_ok_and(|s| s.expires > sim.now))
+            .filter(|(_, json)| {
+                serde_json::from_str::<askutron_core::matchmaker::Search>(json).is_ok_and(|s| s.expires > sim.now)
+            })
             .map(|(sid, _)| sid.clone())
             .collect(),
     };
@@ -156,7 +163,12 @@ pub fn healed(sim: &mut Sim) -> Result<(), String> {
                 let group = records.get(sid).map(|r| &r.group);
                 format!(
                     "{sid}: record {:?}, pool {:?}",
-                    group.map(|g| (g.search.is_some(), g.search_epoch, g.search_synced, g.master.as_ref().map(|m| (&m.sid, m.confirmed)))),
+                    group.map(|g| (
+                        g.search.is_some(),
+                        g.search_epoch,
+                        g.search_synced,
+                        g.master.as_ref().map(|m| (&m.sid, m.confirmed))
+                    )),
                     sim.mm.searches.get(sid)
                 )
             })

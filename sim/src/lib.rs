@@ -17,10 +17,14 @@
 //! - `meter`: calls per second into each object, for the load model.
 
 pub mod check;
+mod faults;
 pub mod meter;
+mod network;
 pub mod objects;
 pub mod physics;
 pub mod rng;
+mod services;
+mod sessions;
 pub mod sockets;
 pub mod trace;
 mod users;

@@ -141,7 +141,8 @@ impl MatchmakerObject {
     }
 
     pub fn restore(&mut self, settings: Settings, has_steam_key: bool) {
-        let searches: Vec<Search> = self.searches.values().map(|j| serde_json::from_str(j).expect("search reads")).collect();
+        let searches: Vec<Search> =
+            self.searches.values().map(|j| serde_json::from_str(j).expect("search reads")).collect();
         let jobs: Vec<Job> = self.jobs.values().map(|j| serde_json::from_str(j).expect("job reads")).collect();
         self.core =
             Some(MatchmakerCore::restore(settings, has_steam_key, searches, jobs, self.next_seq, self.next_link));

@@ -69,13 +69,8 @@ impl Network {
     };
 
     /// Cloudflare between colos: 50–150 ms round trips, nothing lost.
-    pub const EDGE: Network = Network {
-        round_trip_ms: (50.0, 150.0),
-        same_colo_ms: 2.0,
-        colos: 8,
-        jitter_ms: 5.0,
-        ..Network::LOOPBACK
-    };
+    pub const EDGE: Network =
+        Network { round_trip_ms: (50.0, 150.0), same_colo_ms: 2.0, colos: 8, jitter_ms: 5.0, ..Network::LOOPBACK };
 
     /// The edge with calls lost, repeated and reordered.
     pub fn faulty() -> Network {

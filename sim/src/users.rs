@@ -95,7 +95,8 @@ impl Sim {
 
     /// Every frame the socket received since the last call.
     pub fn frames(&mut self, sock: &Sock) -> Vec<String> {
-        let state = self.sessions.get_mut(&sock.sid).and_then(|s| s.sockets.get_mut(&sock.token)).expect("known socket");
+        let state =
+            self.sessions.get_mut(&sock.sid).and_then(|s| s.sockets.get_mut(&sock.token)).expect("known socket");
         state.inbox.drain(..).map(|r| r.text).collect()
     }
 

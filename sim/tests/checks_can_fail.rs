@@ -39,7 +39,8 @@ fn a_client_id_held_twice_is_caught() {
     sim.client("z", "").unwrap();
     check::safety(&sim).unwrap();
     let slot = sim.sessions.get_mut("z").unwrap();
-    let ids: Vec<_> = slot.sockets.values_mut().filter(|s| s.attachment.as_ref().is_some_and(|a| a.client_id().is_some())).collect();
+    let ids: Vec<_> =
+        slot.sockets.values_mut().filter(|s| s.attachment.as_ref().is_some_and(|a| a.client_id().is_some())).collect();
     let first = ids[0].attachment.clone();
     *ids.into_iter().nth(1).unwrap().attachment.as_mut().unwrap() = first.unwrap();
     assert!(check::safety(&sim).unwrap_err().contains("held twice"));
@@ -100,7 +101,8 @@ fn a_stale_pool_entry_and_wrong_figures_are_caught() {
 fn work_left_undone_is_caught() {
     let (mut sim, _, _) = healthy();
     let slot = sim.sessions.get_mut("m").unwrap();
-    let mut owed: askutron_core::record::Obligations = slot.owed.as_deref().map(|j| serde_json::from_str(j).unwrap()).unwrap_or_default();
+    let mut owed: askutron_core::record::Obligations =
+        slot.owed.as_deref().map(|j| serde_json::from_str(j).unwrap()).unwrap_or_default();
     owed.sid = "m".into();
     owed.cancel = Some(1);
     slot.owed = Some(owed.to_json());

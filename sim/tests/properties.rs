@@ -207,21 +207,51 @@ fn apply(sim: &mut Sim, world: &mut World, action: Action) {
                 let text = if big { format!("{tag}:{}", "x".repeat(100_000)) } else { tag.clone() };
                 sim.trace.note(sim.now, || format!("  {tag} from {c:?}"));
                 let secret = sim.record(&c.sid).map(|r| r.secret);
-                world.sent.insert(tag, Sent { sid: c.sid.clone(), secret, sock: c.clone(), at: sim.events as f64 + 1.0, when: sim.now, kind: Kind::Client });
+                world.sent.insert(
+                    tag,
+                    Sent {
+                        sid: c.sid.clone(),
+                        secret,
+                        sock: c.clone(),
+                        at: sim.events as f64 + 1.0,
+                        when: sim.now,
+                        kind: Kind::Client,
+                    },
+                );
                 sim.send_unsettled(&c, &text);
             }
         }
         Action::HostSend { s, n } => {
             if let Some(h) = world.hosts.get(SESSIONS[s]).filter(|h| sim.is_open(h)).cloned() {
                 let tag = world.tag('h');
-                world.sent.insert(tag.clone(), Sent { sid: h.sid.clone(), secret: None, sock: h.clone(), at: sim.events as f64 + 1.0, when: sim.now, kind: Kind::ToClient });
+                world.sent.insert(
+                    tag.clone(),
+                    Sent {
+                        sid: h.sid.clone(),
+                        secret: None,
+                        sock: h.clone(),
+                        at: sim.events as f64 + 1.0,
+                        when: sim.now,
+                        kind: Kind::ToClient,
+                    },
+                );
                 sim.send_unsettled(&h, &format!("{n}: {tag}"));
             }
         }
         Action::Broadcast { s } => {
             if let Some(h) = world.hosts.get(SESSIONS[s]).filter(|h| sim.is_open(h)).cloned() {
                 let tag = world.tag('b');
-                world.sent.insert(tag.clone(), Sent { sid: h.sid.clone(), secret: None, sock: h.clone(), at: sim.events as f64 + 1.0, when: sim.now, kind: Kind::Broadcast });
+                world.sent.insert(
+                    tag.clone(),
+                    Sent {
+                        sid: h.sid.clone(),
+                        secret: None,
+                        sock: h.clone(),
+                        at: sim.events as f64 + 1.0,
+                        when: sim.now,
+                        kind: Kind::Broadcast,
+                    },
+                );
                 sim.send_unsettled(&h, &format!("0: {tag}"));
             }
         }
@@ -368,10 +398,18 @@ fn users_view(sim: &Sim, world: &World) -> Result<(), String> {
                         .iter()
                         .map(|(t, s)| {
                             let id = s.attachment.as_ref().and_then(|a| a.client_id());
-                            format!("{t}:{id:?}:open={}:relay={:?}:peer={}:reset={}", s.is_open(), s.closed_by_relay, s.closed_by_peer, s.closed_by_reset)
+                            format!(
+                                "{t}:{id:?}:open={}:relay={:?}:peer={}:reset={}",
+                                s.is_open(),
+                                s.closed_by_relay,
+                                s.closed_by_peer,
+                                s.closed_by_reset
+                            )
                         })
                         .collect();
-                    return Err(format!("{sock:?} knows {known:?}; it can address {addressable:?}; sockets {sockets:?}"));
+                    return Err(format!(
+                        "{sock:?} knows {known:?}; it can address {addressable:?}; sockets {sockets:?}"
+                    ));
                 }
             }
         }
@@ -391,10 +429,17 @@ fn users_view(sim: &Sim, world: &World) -> Result<(), String> {
             continue;
         }
         let got = |sid: &str| delivered.get(tag).is_some_and(|r| r.iter().any(|(s, _, _)| s == sid));
-        let queued = |sid: &str| sim.sessions[sid].queue.iter().any(|r| r.line.split(": ").nth(1).is_some_and(|m| m.split(':').next() == Some(tag.as_str())));
+        let queued = |sid: &str| {
+            sim.sessions[sid]
+                .queue
+                .iter()
+                .any(|r| r.line.split(": ").nth(1).is_some_and(|m| m.split(':').next() == Some(tag.as_str())))
+        };
         let state = sim.state(&sent.sock).expect("a sender");
-        let told = state.closed_by_reset || state.closed_by_relay.is_some_and(|c| matches!(c.code, 1013 | 1008 | 1011 | 1003 | 1009 | 4004 | 4002));
-        let reset_after = |sid: &str| sim.resets.iter().any(|(t, o)| *t >= sent.when && *o == ObjectId::Session(sid.to_string()));
+        let told = state.closed_by_reset
+            || state.closed_by_relay.is_some_and(|c| matches!(c.code, 1013 | 1008 | 1011 | 1003 | 1009 | 4004 | 4002));
+        let reset_after =
+            |sid: &str| sim.resets.iter().any(|(t, o)| *t >= sent.when && *o == ObjectId::Session(sid.to_string()));
         let ended = sim.record(&sent.sid).map(|r| r.secret) != sent.secret;
         if !(got(&sent.sid) || queued(&sent.sid) || told || reset_after(&sent.sid) || ended) {
             return Err(format!("{tag} from {:?} vanished", sent.sock));
@@ -403,7 +448,14 @@ fn users_view(sim: &Sim, world: &World) -> Result<(), String> {
         // or the master's queue, or the link ended (both hosts were told).
         if let Some((master, link_ended)) = world.master_at(&sent.sid, sent.at) {
             let master_ended = !sim.record(&master).is_some();
-            if !(got(&master) || queued(&master) || link_ended || master_ended || reset_after(&master) || reset_after(&sent.sid) || told) {
+            if !(got(&master)
+                || queued(&master)
+                || link_ended
+                || master_ended
+                || reset_after(&master)
+                || reset_after(&sent.sid)
+                || told)
+            {
                 return Err(format!("{tag} from {:?} never reached its master {master}", sent.sock));
             }
         }

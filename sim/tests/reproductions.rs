@@ -323,7 +323,8 @@ fn r11_a_paced_stream_crosses_the_link_whole() {
     }
     sim.settle();
     // Each exactly once, in order.
-    let got: Vec<String> = sim.frames(&m).into_iter().map(|f| f.split(' ').take(2).collect::<Vec<_>>().join(" ")).collect();
+    let got: Vec<String> =
+        sim.frames(&m).into_iter().map(|f| f.split(' ').take(2).collect::<Vec<_>>().join(" ")).collect();
     let expected: Vec<String> = (0..500).map(|i| format!("2: {i}")).collect();
     assert!(got == expected, "{} frames, first {:?}", got.len(), &got[..got.len().min(5)]);
     assert!(sim.frames(&s).iter().all(|f| f.starts_with("1: ")), "the link stood");

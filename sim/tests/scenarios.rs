@@ -435,7 +435,10 @@ fn eviction_keeps_ids_uuids_secret_and_queue() {
     assert_eq!(sim.state(&c3).unwrap().attachment.as_ref().unwrap().client_id(), Some(3));
     let h2 = sim.host(&format!("id=ev&secret={secret}")).unwrap();
     let frames = sim.frames(&h2);
-    assert_eq!(frames[2..], ["connected: 1".to_string(), "connected: 2".into(), "connected: 3".into(), "1: kept".into()]);
+    assert_eq!(
+        frames[2..],
+        ["connected: 1".to_string(), "connected: 2".into(), "connected: 3".into(), "1: kept".into()]
+    );
     sim.evict_now("ev");
     let again = sim.client("ev", "client=u1").unwrap();
     assert_eq!(sim.closed(&c1), close_of(4002, "replaced"));
@@ -515,7 +518,10 @@ fn stats_are_batched_and_answered_relay_wide() {
         r#"!stats {"numHostsOnline":1,"numHostsLookingForSession":1,"numClientsOnline":3,"numPlayers":1}"#
     );
     // No figure ever reaches the Matchmaker: only matchmaking does.
-    assert_eq!(sim.stats(), r#"{"numHostsOnline":1,"numHostsLookingForSession":1,"numClientsOnline":3,"numPlayers":1}"#);
+    assert_eq!(
+        sim.stats(),
+        r#"{"numHostsOnline":1,"numHostsLookingForSession":1,"numClientsOnline":3,"numPlayers":1}"#
+    );
 }
 
 // ---- section 4: matchmaking -------------------------------------------------------
@@ -812,7 +818,6 @@ fn a_master_filled_by_a_link_that_falls_through_looks_again() {
     assert_eq!(sim.frames(&m), vec!["!added-slave: s2", "connected: 5"]);
 }
 
-
 #[test]
 fn a_searching_session_that_ends_leaves_the_pool_and_the_figures() {
     let mut sim = sim();
@@ -823,7 +828,10 @@ fn a_searching_session_that_ends_leaves_the_pool_and_the_figures() {
     let (c, _, _) = room(&mut sim, "c", 0);
     sim.send(&c, "/join-session slave id=nobody");
     sim.advance(3.0 * STATS_DELAY_MS);
-    assert_eq!(sim.stats(), r#"{"numHostsOnline":3,"numHostsLookingForSession":3,"numClientsOnline":1,"numPlayers":1}"#);
+    assert_eq!(
+        sim.stats(),
+        r#"{"numHostsOnline":3,"numHostsLookingForSession":3,"numClientsOnline":1,"numPlayers":1}"#
+    );
     sim.close(&c, 1000);
     sim.advance(Settings::default().reconnect_ms);
     for h in [&a, &b] {
@@ -831,6 +839,9 @@ fn a_searching_session_that_ends_leaves_the_pool_and_the_figures() {
     }
     sim.advance(Settings::default().reconnect_ms + 3.0 * STATS_DELAY_MS);
     assert!(sim.mm.searches.is_empty(), "{:?}", sim.mm.searches.keys().collect::<Vec<_>>());
-    assert_eq!(sim.stats(), r#"{"numHostsOnline":0,"numHostsLookingForSession":0,"numClientsOnline":0,"numPlayers":0}"#);
+    assert_eq!(
+        sim.stats(),
+        r#"{"numHostsOnline":0,"numHostsLookingForSession":0,"numClientsOnline":0,"numPlayers":0}"#
+    );
     askutron_sim::check::heal(&mut sim, 10_000.0).unwrap();
 }

@@ -46,7 +46,9 @@ pub enum Stage {
     /// Behind another link of the same master.
     Queued,
     Offer,
-    Lead { clients: Vec<u32> },
+    Lead {
+        clients: Vec<u32>,
+    },
     Undo,
 }
 
@@ -170,8 +172,10 @@ impl MatchmakerCore {
     /// The answers to one call's steps.
     pub(super) fn answered(&mut self, now: f64, id: CallId, outcome: Outcome, out: &mut Vec<Effect>) {
         let Some(links) = self.calls.remove(&id) else { return };
-        let answers: Option<Vec<StepAnswer>> =
-            outcome.ok_body().and_then(|body| serde_json::from_str(body).ok()).filter(|a: &Vec<_>| a.len() == links.len());
+        let answers: Option<Vec<StepAnswer>> = outcome
+            .ok_body()
+            .and_then(|body| serde_json::from_str(body).ok())
+            .filter(|a: &Vec<_>| a.len() == links.len());
         let gone = matches!(outcome, Outcome::Status(GONE_STATUS, _));
         for (i, link) in links.into_iter().enumerate() {
             let Some(job) = self.jobs.get_mut(&link) else { continue };
@@ -358,7 +362,11 @@ impl MatchmakerCore {
     }
 
     pub(super) fn steps_deadline(&self) -> Option<f64> {
-        self.jobs.values().filter(|j| !j.in_flight && j.stage != Stage::Queued).filter_map(|j| j.retry.at()).reduce(f64::min)
+        self.jobs
+            .values()
+            .filter(|j| !j.in_flight && j.stage != Stage::Queued)
+            .filter_map(|j| j.retry.at())
+            .reduce(f64::min)
     }
 
     fn save_job(&self, link: LinkId, out: &mut Vec<Effect>) {

@@ -43,9 +43,15 @@ pub type CallId = u64;
 pub enum Input {
     Call(MatchmakerCall),
     /// The answer to `Effect::FetchFriends`: friends' Steam ids, or why not.
-    Friends { search: Search, result: Result<HashSet<String>, String> },
+    Friends {
+        search: Search,
+        result: Result<HashSet<String>, String>,
+    },
     /// The answer to `Effect::Call { id }`.
-    Answer { id: CallId, outcome: Outcome },
+    Answer {
+        id: CallId,
+        outcome: Outcome,
+    },
     /// The answer to `Effect::CallRoot`.
     RootAnswer(Outcome),
     Alarm,
@@ -53,20 +59,32 @@ pub enum Input {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    Respond { status: u16, body: String },
+    Respond {
+        status: u16,
+        body: String,
+    },
     /// Fetch the friend list of `search.steam_user_id`, then hand it back
     /// with `Input::Friends`.
-    FetchFriends { search: Search },
+    FetchFriends {
+        search: Search,
+    },
     /// Steps for one session, in one call; the answer comes back as
     /// `Input::Answer { id }`.
-    Call { id: CallId, to: String, steps: Vec<Step> },
+    Call {
+        id: CallId,
+        to: String,
+        steps: Vec<Step>,
+    },
     /// Pass the number of searches to the root aggregator.
     CallRoot(AggregatorCall),
     SaveSearch(Search),
     DeleteSearch(String),
     SaveJob(Job),
     DeleteJob(LinkId),
-    SaveMeta { next_seq: u64, next_link: LinkId },
+    SaveMeta {
+        next_seq: u64,
+        next_link: LinkId,
+    },
     SetAlarm(Option<f64>),
     Log(Event),
 }
@@ -383,4 +401,3 @@ impl MatchmakerCore {
         }
     }
 }
-

@@ -11,6 +11,9 @@ use super::effects::Out;
 use super::links::Ending;
 use super::{CallBody, Effect, InFlight, Peer, SessionCore};
 
+/// How long stored work may go without news before the object checks on it.
+const CHECKUP_MS: f64 = 15_000.0;
+
 impl SessionCore {
     /// Queues a message for the partner on `link`. Relayed text that does
     /// not fit the link's bound ends the link (PROTOCOL.md section 5: the
@@ -60,6 +63,20 @@ impl SessionCore {
         }
         self.sync_search(now, out);
         self.sync_figures(now, out);
+        // Stored work under way: an alarm checks on it, so that a reset
+        // (which drops the answers with the memory) cannot leave it asleep.
+        let stored_work = !self.owed.closing.is_empty()
+            || self.owed.cancel.is_some()
+            || self.search_unsynced()
+            || self.channels.values().any(|c| c.has_durable() && !c.is_paused());
+        if !stored_work {
+            if self.checkup_at.take().is_some() {
+                self.timers_dirty = true;
+            }
+        } else if self.checkup_at.is_none_or(|at| at <= now) {
+            self.checkup_at = Some(now + CHECKUP_MS);
+            self.timers_dirty = true;
+        }
     }
 
     /// When a link's sender next wants to send (a retry).

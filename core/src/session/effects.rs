@@ -32,8 +32,13 @@ pub enum CallBody {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     /// Complete the upgrade with the socket accepted as `socket`.
-    Upgrade { socket: Token },
-    Text { status: u16, body: String },
+    Upgrade {
+        socket: Token,
+    },
+    Text {
+        status: u16,
+        body: String,
+    },
 }
 
 impl Answer {
@@ -52,14 +57,30 @@ pub enum Effect<'a> {
     /// Accept the new socket of this request as `socket`: with its attachment
     /// through the hibernation API, or plainly when `info` is `None` (a socket
     /// that is refused at once).
-    Accept { socket: Token, info: Option<SocketInfo> },
-    Send { to: Token, text: Cow<'a, str> },
+    Accept {
+        socket: Token,
+        info: Option<SocketInfo>,
+    },
+    Send {
+        to: Token,
+        text: Cow<'a, str>,
+    },
     /// Send `<client>: <message>` (`say::from_client`): the relay path, kept
     /// apart so an executor can build the line without copying the message.
-    SendFromClient { to: Token, client: u32, message: &'a str },
-    Close { to: Token, close: Close },
+    SendFromClient {
+        to: Token,
+        client: u32,
+        message: &'a str,
+    },
+    Close {
+        to: Token,
+        close: Close,
+    },
     /// Store the socket's facts in its attachment.
-    Attach { socket: Token, info: SocketInfo },
+    Attach {
+        socket: Token,
+        info: SocketInfo,
+    },
     /// Store what the session keeps (`SessionCore::stored`): its record, and
     /// what it still owes other objects. Nothing left: the storage is dropped.
     Persist,
@@ -67,11 +88,25 @@ pub enum Effect<'a> {
     EraseQueue,
     /// Add a line to the queue for the absent host. `counted` lines count
     /// against the bound; link lines do not.
-    Enqueue { line: String, source: QueueSource, bytes: usize },
+    Enqueue {
+        line: String,
+        source: QueueSource,
+        bytes: usize,
+    },
     /// Send the queue's rows after `after` to `to` in order, then delete them.
-    Replay { to: Token, after: u64, bytes: usize, lines: usize, notices: usize },
+    Replay {
+        to: Token,
+        after: u64,
+        bytes: usize,
+        lines: usize,
+        notices: usize,
+    },
     /// Call another object; its answer comes back as `Input::Answer { id }`.
-    Call { id: CallId, to: Peer, body: CallBody },
+    Call {
+        id: CallId,
+        to: Peer,
+        body: CallBody,
+    },
     SetAlarm(Option<f64>),
     Respond(Answer),
     Log(Event),

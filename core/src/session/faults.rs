@@ -21,9 +21,11 @@ impl SessionCore {
         match failure {
             StorageFailure::Persist(error) => {
                 out.push(Effect::Log(storage_error(&sid, "persist", error)));
-                // Written again at the next event; a caller whose messages
-                // were applied but not stored sends them again.
-                self.persist_again = true;
+                // Written again at the next event (at the latest a second
+                // from now); a caller whose messages were applied but not
+                // stored sends them again.
+                self.persist_again = Some(now + UNREADABLE_RETRY_MS);
+                self.timers_dirty = true;
                 if self.answering_call {
                     respond(out, UNAVAILABLE_STATUS, STORAGE_UNAVAILABLE);
                 }

@@ -72,7 +72,9 @@ impl SessionCore {
     /// When the figures next want sending: a change, a retry, or the lease.
     pub(super) fn figures_deadline(&self) -> Option<f64> {
         let in_flight = |unreport: bool| {
-            self.calls.values().any(|c| matches!((c, unreport), (InFlight::Unreport(_), true) | (InFlight::Report(..), false)))
+            self.calls
+                .values()
+                .any(|c| matches!((c, unreport), (InFlight::Unreport(_), true) | (InFlight::Report(..), false)))
         };
         let unreport = self
             .owed

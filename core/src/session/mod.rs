@@ -112,8 +112,13 @@ pub struct SessionCore {
     report_retry: Backoff,
     cancel_retry: Backoff,
     unreport_retry: Backoff,
-    /// A write failed: the next event writes again.
-    persist_again: bool,
+    /// A write failed: the next event writes again, and an alarm brings that
+    /// event soon if nothing else does.
+    persist_again: Option<f64>,
+    /// Stored work is under way (messages that change link state, the
+    /// search's state, what is owed): the object checks on it at this time
+    /// even if no answer comes (a reset drops answers with its memory).
+    checkup_at: Option<f64>,
     /// The input being handled is a call (or a storage failure during one):
     /// its answer may still change.
     answering_call: bool,
@@ -152,15 +157,17 @@ impl SessionCore {
             report_retry: figures::backoff(),
             cancel_retry: search::backoff(),
             unreport_retry: figures::backoff(),
-            persist_again: false,
+            persist_again: None,
             answering_call: false,
+            checkup_at: None,
         };
         // The host is the socket of the record's generation; with the record
         // unreadable, the newest host socket still open.
-        let newest_host = sockets.iter().filter(|i| !i.closed && i.is_host()).map(|i| i.role.clone()).max_by_key(|r| match r {
-            Role::Host { generation } => *generation,
-            _ => 0,
-        });
+        let newest_host =
+            sockets.iter().filter(|i| !i.closed && i.is_host()).map(|i| i.role.clone()).max_by_key(|r| match r {
+                Role::Host { generation } => *generation,
+                _ => 0,
+            });
         let generation = match (&core.record, &core.unreadable, newest_host) {
             (Some(r), _, _) => Some(r.host_generation),
             (None, Some(_), Some(Role::Host { generation })) => Some(generation),
@@ -265,7 +272,7 @@ impl SessionCore {
             Input::StorageFailed(failure) => self.storage_failed(now, failure, &mut out),
         }
         self.flush_calls(now, &mut out);
-        if std::mem::take(&mut self.persist_again) {
+        if self.persist_again.take().is_some() {
             self.persist(&mut out);
         }
         self.schedule(now, &mut out);

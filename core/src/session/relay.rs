@@ -73,7 +73,8 @@ impl SessionCore {
             if !slave.clients.contains(&n) {
                 return Self::send(out, socket, say::unknown(digits));
             }
-            let msg = LinkMsg::ToClient { rank: n - slave.offset, digits: digits.to_string(), text: message.to_string() };
+            let msg =
+                LinkMsg::ToClient { rank: n - slave.offset, digits: digits.to_string(), text: message.to_string() };
             let link = slave.link;
             return self.push_link(now, link, msg, out);
         }
@@ -86,13 +87,7 @@ impl SessionCore {
     /// `0: <message>` to the group's other hosts: from this session's host
     /// (`from` = None), or from the slave on link `from`, which the master
     /// passes on to its other slaves. With no link, nothing happens.
-    pub(super) fn broadcast(
-        &mut self,
-        now: f64,
-        from: Option<crate::calls::LinkId>,
-        message: &str,
-        out: &mut Out<'_>,
-    ) {
+    pub(super) fn broadcast(&mut self, now: f64, from: Option<crate::calls::LinkId>, message: &str, out: &mut Out<'_>) {
         let Some(record) = self.record.as_ref() else { return };
         let mut links: Vec<_> = record.group.slaves.iter().map(|s| s.link).filter(|&l| Some(l) != from).collect();
         if from.is_none() {

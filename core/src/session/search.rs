@@ -202,4 +202,3 @@ impl SessionCore {
         self.persist(out);
     }
 }
-

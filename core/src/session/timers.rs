@@ -35,7 +35,14 @@ impl SessionCore {
     pub fn next_deadline(&self) -> Option<f64> {
         let record = self.record.as_ref();
         let keep_alives = self.sockets.values().filter(|i| i.keep_alive.is_some()).map(|i| i.keep_alive_due);
-        [record.and_then(|r| r.host_away_until), self.figures_deadline(), self.search_deadline(), self.links_deadline()]
+        [
+            record.and_then(|r| r.host_away_until),
+            self.figures_deadline(),
+            self.search_deadline(),
+            self.links_deadline(),
+            self.persist_again,
+            self.checkup_at,
+        ]
             .into_iter()
             .flatten()
             .chain(keep_alives)
