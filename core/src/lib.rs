@@ -28,6 +28,7 @@ pub mod secrets;
 pub mod session;
 pub mod settings;
 pub mod stats;
+pub mod stream;
 pub mod url_parts;
 pub mod wire;
 

@@ -163,6 +163,18 @@ impl Obligations {
     }
 }
 
+/// The key of a session's host stream (section 7); a client's is `c:<uuid>`.
+pub const HOST_STREAM: &str = "host";
+
+/// Everything a session object stores, as it reads it back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stored {
+    pub record: Option<SessionRecord>,
+    pub owed: Obligations,
+    /// Resume streams by key (section 7).
+    pub streams: Vec<(String, crate::stream::Stream)>,
+}
+
 /// Who a socket is. Stored in the socket's attachment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SocketInfo {
@@ -184,6 +196,20 @@ pub struct SocketInfo {
     /// refills at once, its `updated` being 0).
     #[serde(default)]
     pub byte_bucket: TokenBucket,
+    /// The socket opted in to acknowledged resume (section 7) ...
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resume: bool,
+    /// ... and connected at this time (epoch ms).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub since: f64,
+    /// The last heartbeat the runtime answered for it, as the executor read
+    /// it when the object woke (never stored: the runtime keeps it).
+    #[serde(skip)]
+    pub heartbeat: Option<f64>,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +230,21 @@ impl SocketInfo {
             closed: false,
             bucket: TokenBucket::full(limits.burst, now),
             byte_bucket: TokenBucket::full(limits.bytes_burst, now),
+            resume: false,
+            since: now,
+            heartbeat: None,
+        }
+    }
+
+    /// The resume stream this socket belongs to, if it opted in: its
+    /// session's host stream, or its client uuid's.
+    pub fn stream_key(&self) -> Option<String> {
+        if !self.resume {
+            return None;
+        }
+        match &self.role {
+            Role::Host { .. } => Some(HOST_STREAM.to_string()),
+            Role::Client { uuid, .. } => uuid.as_ref().map(|u| format!("c:{u}")),
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use askutron_core::aggregator::{AggregatorCore, Entry, Role};
 use askutron_core::calls::LinkId;
 use askutron_core::matchmaker::{Job, MatchmakerCore, Search};
-use askutron_core::record::{Obligations, SessionRecord};
+use askutron_core::record::{Obligations, SessionRecord, Stored};
 use askutron_core::session::{SessionCore, Token};
 use askutron_core::settings::Settings;
 
@@ -58,6 +58,8 @@ pub struct SessionObject {
     pub core: Option<SessionCore>,
     pub record: Option<String>,
     pub owed: Option<String>,
+    /// Resume streams as stored (section 7), by key.
+    pub streams: BTreeMap<String, String>,
     pub queue: Vec<QueueRow>,
     pub next_row: u64,
     pub sockets: BTreeMap<Token, SockState>,
@@ -72,6 +74,7 @@ impl SessionObject {
             core: None,
             record: None,
             owed: None,
+            streams: BTreeMap::new(),
             queue: Vec::new(),
             next_row: 1,
             sockets: BTreeMap::new(),
@@ -86,10 +89,32 @@ impl SessionObject {
         (record, owed.unwrap_or_default())
     }
 
-    /// Rebuilds the core from storage and the live sockets' attachments.
+    /// Everything storage holds, as the executor reads it back.
+    pub fn read_all(&self) -> Stored {
+        let (record, owed) = self.read();
+        let streams = self
+            .streams
+            .iter()
+            .map(|(k, json)| (k.clone(), serde_json::from_str(json).expect("stream reads")))
+            .collect();
+        Stored { record, owed, streams }
+    }
+
+    /// Rebuilds the core from storage and the live sockets' attachments
+    /// (with the last heartbeat the runtime answered for each).
     pub fn restore(&mut self, settings: Settings, readable: bool) {
-        let sockets = self.sockets.values().filter(|s| s.is_open()).filter_map(|s| s.attachment.clone()).collect();
-        let stored = if readable { Ok(self.read()) } else { Err("storage read failed".to_string()) };
+        let sockets = self
+            .sockets
+            .values()
+            .filter(|s| s.is_open())
+            .filter_map(|s| {
+                s.attachment.clone().map(|mut info| {
+                    info.heartbeat = s.last_ping;
+                    info
+                })
+            })
+            .collect();
+        let stored = if readable { Ok(self.read_all()) } else { Err("storage read failed".to_string()) };
         self.core = Some(SessionCore::restore(settings, stored, sockets));
     }
 

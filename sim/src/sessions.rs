@@ -30,9 +30,9 @@ impl Sim {
             let slot = self.session_mut(sid);
             slot.core.as_mut().expect("restored").handle(now, input).into_iter().map(owned).collect()
         };
-        let (mut answer, failures) = self.run_session(sid, effects);
-        for failure in failures {
-            if let Some(a) = self.input(sid, Input::StorageFailed(failure)) {
+        let (mut answer, follow_ups) = self.run_session(sid, effects);
+        for input in follow_ups {
+            if let Some(a) = self.input(sid, input) {
                 answer = Some(a);
             }
         }
@@ -43,11 +43,14 @@ impl Sim {
         &mut self,
         sid: &str,
         effects: Vec<Effect<'static>>,
-    ) -> (Option<Answer>, Vec<StorageFailure>) {
+    ) -> (Option<Answer>, Vec<Input<'static>>) {
         let mut answer = None;
         let mut failures = Vec::new();
+        // Lines a numbered replay sent, handed back to be numbered.
+        let mut replayed: Vec<Input<'static>> = Vec::new();
         let now = self.now;
         let events = self.events;
+        let keep = self.keep_history;
         // The record is written once, where the batch's last `Persist` stands.
         let last_persist = effects.iter().rposition(|e| matches!(e, Effect::Persist));
         for (i, effect) in effects.into_iter().enumerate() {
@@ -70,10 +73,28 @@ impl Sim {
                     let old = slot.sockets.insert(socket, fresh);
                     assert!(old.is_none() || socket == EPHEMERAL, "token {socket} handed out twice");
                 }
+                Effect::SendUncounted { to, text } => {
+                    let slot = self.session_mut(sid);
+                    let sock = slot.sockets.get_mut(&to).expect("send to a socket that was never accepted");
+                    sock.receive_keeping(text, false, now, events, keep);
+                }
+                Effect::SaveStreams(streams) => {
+                    if self.storage_fails() {
+                        self.log.push(askutron_core::journal::Event::error("storage_error").with("op", "streams"));
+                        continue;
+                    }
+                    let slot = self.session_mut(sid);
+                    for (key, stream) in streams {
+                        match stream {
+                            Some(stream) => slot.streams.insert(key, serde_json::to_string(&stream).unwrap()),
+                            None => slot.streams.remove(&key),
+                        };
+                    }
+                }
                 Effect::Send { to, text } => {
                     let slot = self.session_mut(sid);
                     let sock = slot.sockets.get_mut(&to).expect("send to a socket that was never accepted");
-                    sock.receive(text.into_owned(), false, now, events);
+                    sock.receive_keeping(text.into_owned(), false, now, events, keep);
                 }
                 Effect::SendFromClient { .. } => unreachable!("owned() turns it into a Send"),
                 Effect::Close { to, close } => {
@@ -98,7 +119,7 @@ impl Sim {
                     slot.next_row += 1;
                     slot.queue.push(QueueRow { seq, line, counted, bytes });
                 }
-                Effect::Replay { to, after, bytes, lines, notices } => {
+                Effect::Replay { to, after, bytes, lines, notices, numbered } => {
                     if self.session_op_fails(sid, Op::ReplayRead) {
                         failures.push(StorageFailure::Replay {
                             host: to,
@@ -114,8 +135,12 @@ impl Sim {
                     let rows: Vec<QueueRow> = slot.queue.iter().filter(|r| r.seq > after).cloned().collect();
                     if let Some(sock) = slot.sockets.get_mut(&to) {
                         for row in &rows {
-                            sock.receive(row.line.clone(), true, now, events);
+                            sock.receive_keeping(row.line.clone(), true, now, events, keep);
                         }
+                    }
+                    if numbered {
+                        let lines = rows.iter().map(|r| r.line.clone()).collect();
+                        replayed.push(Input::Replayed { host: to, lines });
                     }
                     let through = rows.last().map_or(after, |r| r.seq);
                     if delete_fails {
@@ -153,7 +178,8 @@ impl Sim {
             let close = state.closed_by_relay.expect("an ephemeral socket is closed at once");
             self.refused.push((sid.to_string(), frames, close));
         }
-        (answer, failures)
+        replayed.extend(failures.into_iter().map(Input::StorageFailed));
+        (answer, replayed)
     }
 
     pub(crate) fn life_mut(&mut self, obj: &ObjectId) -> &mut crate::objects::Life {

@@ -41,6 +41,8 @@ pub struct SockState {
     pub closed_by_reset: bool,
     /// Frames the relay sent after it had closed the socket (a bug).
     pub sent_after_close: usize,
+    /// The last heartbeat (section 7) the runtime answered for it.
+    pub last_ping: Option<f64>,
 }
 
 impl SockState {
@@ -49,6 +51,12 @@ impl SockState {
     }
 
     pub fn receive(&mut self, text: String, replayed: bool, at: f64, event: u64) {
+        self.receive_keeping(text, replayed, at, event, true);
+    }
+
+    /// As `receive`; `keep_history` false leaves `history` alone (a load
+    /// model with many sockets reads only the inbox).
+    pub fn receive_keeping(&mut self, text: String, replayed: bool, at: f64, event: u64, keep_history: bool) {
         if self.closed_by_relay.is_some() {
             self.sent_after_close += 1;
             return;
@@ -58,7 +66,9 @@ impl SockState {
             return;
         }
         let r = Received { text, replayed, at, event };
-        self.history.push(r.clone());
+        if keep_history {
+            self.history.push(r.clone());
+        }
         self.inbox.push_back(r);
     }
 }

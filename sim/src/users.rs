@@ -53,12 +53,33 @@ impl Sim {
     /// A text frame whose consequences (calls between objects) are left
     /// under way, for tests that interleave them with `step`.
     pub fn send_unsettled(&mut self, sock: &Sock, text: &str) {
+        if self.heartbeat(sock, text) {
+            return;
+        }
         if self.is_open(sock) {
             self.input(&sock.sid, Input::Frame { socket: sock.token, frame: Frame::Text(text) });
         }
     }
 
+    /// The runtime's auto-response (section 7): `␁ping` is answered `␁pong`
+    /// without the object waking, and the time is noted for the object.
+    fn heartbeat(&mut self, sock: &Sock, text: &str) -> bool {
+        if text != askutron_core::wire::ext::PING || !self.is_open(sock) {
+            return false;
+        }
+        let (now, events) = (self.now, self.events);
+        let state = self.sessions.get_mut(&sock.sid).and_then(|s| s.sockets.get_mut(&sock.token)).expect("open");
+        state.last_ping = Some(now);
+        state.receive(askutron_core::wire::ext::PONG.to_string(), false, now, events);
+        true
+    }
+
     pub fn frame(&mut self, sock: &Sock, frame: Frame<'_>) {
+        if let Frame::Text(text) = frame {
+            if self.heartbeat(sock, text) {
+                return;
+            }
+        }
         if self.is_open(sock) {
             self.input(&sock.sid, Input::Frame { socket: sock.token, frame });
         }

@@ -145,6 +145,9 @@ pub struct Sim {
     /// The relay's code version (a deploy raises it).
     pub version: u32,
     pub meter: Option<Meter>,
+    /// Sockets keep every frame they received in `history` (for the
+    /// invariants); a load model with many sockets turns it off.
+    pub keep_history: bool,
     pub(crate) next_id: u32,
     pub(crate) ticking: bool,
     /// Objects cut off from the network until a time: calls to or from them are lost.
@@ -183,6 +186,7 @@ impl Sim {
             refused: Vec::new(),
             version: 1,
             meter: None,
+            keep_history: true,
             next_id: 0,
             ticking: false,
             cuts: HashMap::new(),
@@ -379,7 +383,11 @@ pub(crate) fn owned(effect: Effect<'_>) -> Effect<'static> {
         Effect::Persist => Effect::Persist,
         Effect::EraseQueue => Effect::EraseQueue,
         Effect::Enqueue { line, source, bytes } => Effect::Enqueue { line, source, bytes },
-        Effect::Replay { to, after, bytes, lines, notices } => Effect::Replay { to, after, bytes, lines, notices },
+        Effect::Replay { to, after, bytes, lines, notices, numbered } => {
+            Effect::Replay { to, after, bytes, lines, notices, numbered }
+        }
+        Effect::SendUncounted { to, text } => Effect::SendUncounted { to, text },
+        Effect::SaveStreams(s) => Effect::SaveStreams(s),
         Effect::Call { id, to, body } => Effect::Call { id, to, body },
         Effect::SetAlarm(t) => Effect::SetAlarm(t),
         Effect::Respond(a) => Effect::Respond(a),

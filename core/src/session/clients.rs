@@ -43,15 +43,26 @@ impl SessionCore {
             }
         };
         let id = admission.id;
+        // Section 7: a client that resumes its stream takes over its older
+        // socket without a word to its host (to the host it never left).
+        let seamless = params.resume.is_some() && admission.replaces;
         if admission.replaces {
             if let Some(&old) = self.clients.get(&id) {
                 self.close_socket(old, CLOSE_REPLACED, out);
-                self.announce(now, id, Announcement::Disconnected, out);
+                if !seamless {
+                    self.announce(now, id, Announcement::Disconnected, out);
+                }
             }
         }
         let token = new_token(&mut self.last_token, now);
-        let info =
-            SocketInfo::new(Role::Client { id, uuid: params.uuid }, token, params.keep_alive, now, &self.settings);
+        let mut info = SocketInfo::new(
+            Role::Client { id, uuid: params.uuid.clone() },
+            token,
+            params.keep_alive,
+            now,
+            &self.settings,
+        );
+        info.resume = params.resume.is_some();
         out.push(Effect::Accept { socket: token, info: Some(info.clone()) });
         if info.keep_alive.is_some() {
             self.timers_dirty = true;
@@ -60,11 +71,22 @@ impl SessionCore {
         self.clients.insert(id, token);
         // Only a new uuid changes what is stored: a plain connect costs no
         // storage write.
+        let new_uuid = admission.reserve.is_some();
         if let Some(uuid) = admission.reserve {
             self.record.as_mut().expect("live").reserved.insert(uuid, id);
             self.persist(out);
         }
-        self.announce(now, id, Announcement::Connected, out);
+        if let (Some(request), Some(uuid)) = (params.resume, params.uuid.as_deref()) {
+            let key = format!("c:{uuid}");
+            if new_uuid {
+                // A uuid new to the session: its stream starts afresh.
+                self.forget_stream(now, &key);
+            }
+            self.resume_stream(now, token, &key, request.have, out);
+        }
+        if !seamless {
+            self.announce(now, id, Announcement::Connected, out);
+        }
         self.stats_changed(now);
         out.push(Effect::Respond(Answer::Upgrade { socket: token }));
     }

@@ -65,6 +65,13 @@ pub enum Effect<'a> {
         to: Token,
         text: Cow<'a, str>,
     },
+    /// Send a frame that is not part of a resume stream's numbering (section
+    /// 7: its own lines, keep-alives, a host's connect lines, frames sent
+    /// again on a resume).
+    SendUncounted {
+        to: Token,
+        text: String,
+    },
     /// Send `<client>: <message>` (`say::from_client`): the relay path, kept
     /// apart so an executor can build the line without copying the message.
     SendFromClient {
@@ -94,13 +101,18 @@ pub enum Effect<'a> {
         bytes: usize,
     },
     /// Send the queue's rows after `after` to `to` in order, then delete them.
+    /// `numbered`: `to` is a resume socket; hand the lines back
+    /// (`Input::Replayed`) so they are numbered and kept.
     Replay {
         to: Token,
         after: u64,
         bytes: usize,
         lines: usize,
         notices: usize,
+        numbered: bool,
     },
+    /// Store these resume streams (`None`: delete), each under `stream:<key>`.
+    SaveStreams(Vec<(String, Option<crate::stream::Stream>)>),
     /// Call another object; its answer comes back as `Input::Answer { id }`.
     Call {
         id: CallId,

@@ -111,7 +111,7 @@ impl SessionCore {
                     }
                 }
             }
-            Input::Answer { .. } | Input::StorageFailed(_) | Input::Alarm => {}
+            Input::Answer { .. } | Input::StorageFailed(_) | Input::Alarm | Input::Replayed { .. } => {}
         }
         out.push(Effect::Log(storage_error("", "read", error.to_string())));
         out.push(Effect::SetAlarm(Some(now + UNREADABLE_RETRY_MS)));

@@ -67,15 +67,36 @@ impl SessionCore {
         record.host_away_until = None;
         let token = new_token(&mut self.last_token, now);
         let role = Role::Host { generation: record.host_generation };
-        let info = SocketInfo::new(role, token, params.keep_alive, now, &self.settings);
+        let mut info = SocketInfo::new(role, token, params.keep_alive, now, &self.settings);
+        info.resume = params.resume.is_some();
         out.push(Effect::Accept { socket: token, info: Some(info.clone()) });
         self.sockets.insert(token, info);
         self.host = Some(token);
         let record = self.record.as_ref().expect("exists");
-        Self::send(out, token, say::session(&record.id));
-        Self::send(out, token, say::secret(&record.secret));
-        if take_over {
-            self.replay_session(token, out);
+        // Connect lines: never part of a resume stream's numbering.
+        out.push(Effect::SendUncounted { to: token, text: say::session(&record.id) });
+        out.push(Effect::SendUncounted { to: token, text: say::secret(&record.secret) });
+        match params.resume {
+            // Section 7: a host that resumes gets what it missed, or, after a
+            // gap, the view of a take-over; the queue after either.
+            Some(request) => {
+                let key = super::resume::host_stream();
+                if !take_over {
+                    self.forget_stream(now, key);
+                }
+                let gap = self.resume_stream(now, token, key, request.have, out);
+                if take_over && gap {
+                    self.replay_session(token, out);
+                } else if take_over {
+                    self.replay_queue(token, out);
+                }
+            }
+            None => {
+                self.forget_stream(now, super::resume::host_stream());
+                if take_over {
+                    self.replay_session(token, out);
+                }
+            }
         }
         self.persist(out);
         self.stats_changed(now);
@@ -141,6 +162,7 @@ impl SessionCore {
             Event::info("session_ended").with("sid", record.id.as_str()).with("reason", why.as_str()),
         ));
         self.stats_due = None;
+        self.end_streams(now);
         self.timers_dirty = true;
     }
 
@@ -170,6 +192,7 @@ impl SessionCore {
             let channel = Outbound::restore(&closing.peer, closing.link, closing.outbox.clone(), true, now);
             self.channels.insert(closing.link, channel);
         }
+        self.bury_silent_sockets(now, out);
         self.square_roster_with_master(now, out);
         let orphaned = self.host.is_none() && self.record.as_ref().is_some_and(|r| r.host_away_until.is_none());
         if orphaned {

@@ -47,6 +47,11 @@ pub enum Input<'a> {
     },
     /// An effect's storage operation failed.
     StorageFailed(StorageFailure),
+    /// The lines a numbered `Effect::Replay` sent to a resume host.
+    Replayed {
+        host: Token,
+        lines: Vec<String>,
+    },
 }
 
 /// Where a queued line came from: who learns if it cannot be stored.

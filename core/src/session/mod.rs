@@ -32,6 +32,7 @@ mod limits;
 mod links;
 mod queue;
 mod relay;
+mod resume;
 pub mod search;
 mod sockets;
 mod timers;
@@ -46,9 +47,10 @@ pub use inputs::{Frame, Input, QueueSource, StorageFailure};
 use crate::calls::LinkId;
 use crate::channel::Outbound;
 use crate::journal::Event;
-use crate::record::{Obligations, Role, SessionRecord, SocketInfo};
+use crate::record::{Obligations, Role, SessionRecord, SocketInfo, Stored};
 use crate::retry::Backoff;
 use crate::settings::Settings;
+use crate::stream::Stream;
 use effects::Out;
 
 /// Names a socket within its session (its attachment's `token`).
@@ -119,6 +121,11 @@ pub struct SessionCore {
     /// search's state, what is owed): the object checks on it at this time
     /// even if no answer comes (a reset drops answers with its memory).
     checkup_at: Option<f64>,
+    /// Resume streams (section 7) by key, the ones changed since they were
+    /// stored, and when they are next stored.
+    streams: BTreeMap<String, Stream>,
+    streams_dirty: BTreeSet<String>,
+    streams_due: Option<f64>,
     /// The input being handled is a call (or a storage failure during one):
     /// its answer may still change.
     answering_call: bool,
@@ -128,14 +135,10 @@ impl SessionCore {
     /// A core for an object that is (re)constructed: what storage held (or
     /// why it could not be read), and the attachments of the sockets the
     /// runtime still holds.
-    pub fn restore(
-        settings: Settings,
-        stored: Result<(Option<SessionRecord>, Obligations), String>,
-        sockets: Vec<SocketInfo>,
-    ) -> Self {
-        let (record, owed, unreadable) = match stored {
-            Ok((record, owed)) => (record, owed, None),
-            Err(error) => (None, Obligations::default(), Some(error)),
+    pub fn restore(settings: Settings, stored: Result<Stored, String>, sockets: Vec<SocketInfo>) -> Self {
+        let (record, owed, streams, unreadable) = match stored {
+            Ok(s) => (s.record, s.owed, s.streams, None),
+            Err(error) => (None, Obligations::default(), Vec::new(), Some(error)),
         };
         let mut core = SessionCore {
             settings,
@@ -160,6 +163,9 @@ impl SessionCore {
             persist_again: None,
             answering_call: false,
             checkup_at: None,
+            streams: BTreeMap::new(),
+            streams_dirty: BTreeSet::new(),
+            streams_due: None,
         };
         // The host is the socket of the record's generation; with the record
         // unreadable, the newest host socket still open.
@@ -187,12 +193,18 @@ impl SessionCore {
             }
             core.sockets.insert(info.token, info);
         }
+        // A stream whose socket is still connected was only hibernated;
+        // one whose socket vanished unseen may have lost its last second.
+        for (key, stream) in streams {
+            let alive = core.sockets.values().any(|i| i.stream_key().as_deref() == Some(key.as_str()));
+            core.streams.insert(key, stream.restored(alive));
+        }
         core
     }
 
     /// A core for an object that never stored anything.
     pub fn empty(settings: Settings) -> Self {
-        SessionCore::restore(settings, Ok((None, Obligations::default())), Vec::new())
+        SessionCore::restore(settings, Ok(Stored::default()), Vec::new())
     }
 
     pub fn record(&self) -> Option<&SessionRecord> {
@@ -270,8 +282,11 @@ impl SessionCore {
             Input::Call(call) => self.on_call(now, call, &mut out),
             Input::Answer { id, outcome } => self.on_answer(now, id, outcome, &mut out),
             Input::StorageFailed(failure) => self.storage_failed(now, failure, &mut out),
+            Input::Replayed { host, lines } => self.replayed(now, host, lines),
         }
+        self.count_sent(now, &out);
         self.flush_calls(now, &mut out);
+        self.store_streams(now, &mut out);
         if self.persist_again.take().is_some() {
             self.persist(&mut out);
         }

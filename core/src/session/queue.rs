@@ -67,12 +67,15 @@ impl SessionCore {
 
     /// Sends the whole queue to the host that took over, in order.
     pub(super) fn replay_queue(&mut self, host: Token, out: &mut Out<'_>) {
-        let record = self.record.as_mut().expect("taken over");
+        let record = self.record.as_ref().expect("taken over");
         let (bytes, lines, notices) = (record.queued_bytes, record.queued_lines, record.queued_notices);
         if lines + notices == 0 {
             return;
         }
-        out.push(Effect::Replay { to: host, after: record.queue_delivered_through, bytes, lines, notices });
+        let after = record.queue_delivered_through;
+        let numbered = self.sockets.get(&host).is_some_and(|i| i.resume);
+        out.push(Effect::Replay { to: host, after, bytes, lines, notices, numbered });
+        let record = self.record.as_mut().expect("taken over");
         record.queued_bytes = 0;
         record.queued_lines = 0;
         record.queued_notices = 0;

@@ -28,6 +28,9 @@ impl SessionCore {
             Verdict::Within => {}
         }
         let role = info.role.clone();
+        if self.extension_frame(now, socket, text, out) {
+            return;
+        }
         if self.record.is_none() {
             // Sockets never outlive their session; should one, it learns.
             self.close_socket(socket, CLOSE_SESSION_CLOSED, out);

@@ -1,8 +1,6 @@
 //! The one alarm (PROTOCOL.md section 6): keep-alives, the reconnect
 //! deadline, figures to report, a search to renew, calls to try again.
 
-use std::borrow::Cow;
-
 use super::effects::Out;
 use super::{Effect, SessionCore};
 
@@ -22,7 +20,8 @@ impl SessionCore {
         for (&token, info) in self.sockets.iter_mut() {
             let Some(text) = &info.keep_alive else { continue };
             if info.keep_alive_due <= now + KEEP_ALIVE_SLACK_MS {
-                out.push(Effect::Send { to: token, text: Cow::Owned(text.clone()) });
+                // Never part of a resume stream's numbering (section 7).
+                out.push(Effect::SendUncounted { to: token, text: text.clone() });
                 info.keep_alive_due = now + period;
                 out.push(Effect::Attach { socket: token, info: info.clone() });
             }
@@ -42,11 +41,12 @@ impl SessionCore {
             self.links_deadline(),
             self.persist_again,
             self.checkup_at,
+            self.streams_deadline(),
         ]
-            .into_iter()
-            .flatten()
-            .chain(keep_alives)
-            .reduce(f64::min)
+        .into_iter()
+        .flatten()
+        .chain(keep_alives)
+        .reduce(f64::min)
     }
 
     /// Each deadline by name, for a trace.

@@ -32,6 +32,8 @@ pub const CLOSE_BINARY: Close = Close { code: 1003, reason: "binary frames are n
 pub const CLOSE_TOO_BIG: Close = Close { code: 1009, reason: "message too big (limit 1 MiB)" };
 pub const CLOSE_HOST_UNAVAILABLE: Close = Close { code: 1013, reason: "host unavailable" };
 pub const CLOSE_RATE_LIMITED: Close = Close { code: 1008, reason: "rate limit exceeded" };
+/// Section 7: a resume socket whose heartbeat stopped.
+pub const CLOSE_NO_HEARTBEAT: Close = Close { code: 4005, reason: "no heartbeat" };
 /// A client's message could not be stored for the absent host.
 pub const CLOSE_STORAGE_FAILED: Close = Close { code: 1011, reason: "storage error: message not kept" };
 /// The queue kept for the host could not be read; it is kept for the next take-over.
@@ -65,6 +67,56 @@ pub mod http {
         "Upgrade required: this endpoint only accepts WebSocket connections (send Upgrade: websocket)";
     pub const NOT_FOUND: &str = "Not found";
     pub const METHOD_NOT_ALLOWED: &str = "Method not allowed: use GET with Upgrade: websocket";
+}
+
+/// The lines of the heartbeat and resume extension (docs/PROTOCOL.md section
+/// 7). Every one starts with U+0001, which no game text does.
+pub mod ext {
+    /// The first character of every line of the extension.
+    pub const MARK: char = '\u{1}';
+    /// What a socket sends to learn that its connection lives ...
+    pub const PING: &str = "\u{1}ping";
+    /// ... and what the relay (the runtime, without waking it) answers.
+    pub const PONG: &str = "\u{1}pong";
+    /// A resume socket silent this long is dead (its heartbeat stopped).
+    pub const DEAD_AFTER_MS: f64 = 30_000.0;
+
+    /// `resume=1[&have=<n>]` on a socket path.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct ResumeRequest {
+        /// The number of the last relay frame the socket received.
+        pub have: u64,
+    }
+
+    pub fn is_ext(text: &str) -> bool {
+        text.starts_with(MARK)
+    }
+
+    /// `␁ack <n>`: every frame up to `n` received (either way).
+    pub fn ack(n: u64) -> String {
+        format!("\u{1}ack {n}")
+    }
+
+    /// `␁resume <m>`: the relay handled the socket's frames up to `m`. After a
+    /// reset of the relay's object, `reset` says frames after `m` may have
+    /// been handled already (the last second before the reset).
+    pub fn resume(m: u64, reset: bool) -> String {
+        if reset {
+            format!("\u{1}resume {m} reset")
+        } else {
+            format!("\u{1}resume {m}")
+        }
+    }
+
+    /// `␁gap <a> <b>`: the relay's frames `a..=b` are lost for good.
+    pub fn gap(from: u64, to: u64) -> String {
+        format!("\u{1}gap {from} {to}")
+    }
+
+    /// The number of a socket's `␁ack <n>`, if that is what the text is.
+    pub fn parse_ack(text: &str) -> Option<u64> {
+        text.strip_prefix("\u{1}ack ")?.parse().ok()
+    }
 }
 
 /// Frames the relay sends. Functions rather than `format!` at call sites so the
@@ -132,6 +184,10 @@ pub enum ParamError {
     ClientUuid,
     Reconnect,
     KeepAlive,
+    /// `resume=1` on a client path without `client=<uuid>` (section 7).
+    ResumeNeedsClient,
+    Resume,
+    Have,
 }
 
 impl fmt::Display for ParamError {
@@ -145,6 +201,9 @@ impl fmt::Display for ParamError {
             ParamError::KeepAlive => {
                 write!(f, "Invalid parameter keepAlive: must be at most {MAX_KEEP_ALIVE_LEN} bytes")
             }
+            ParamError::ResumeNeedsClient => write!(f, "Invalid parameter resume: needs client=<uuid>"),
+            ParamError::Resume => write!(f, "Invalid parameter resume: must be 1 or 0"),
+            ParamError::Have => write!(f, "Invalid parameter have: must be a decimal number"),
         }
     }
 }
@@ -156,6 +215,8 @@ pub struct HostParams {
     pub secret: Option<String>,
     pub keep_alive: Option<String>,
     pub reconnect: bool,
+    /// Section 7: the socket opted in to acknowledged resume.
+    pub resume: Option<ext::ResumeRequest>,
 }
 
 /// `GET /session/<sid>?...`: what a client asks for.
@@ -163,6 +224,21 @@ pub struct HostParams {
 pub struct ClientParams {
     pub uuid: Option<String>,
     pub keep_alive: Option<String>,
+    pub resume: Option<ext::ResumeRequest>,
+}
+
+/// Reads `resume` and `have` (section 7) from a request's pairs.
+fn resume_params(resume: Option<String>, have: Option<String>) -> Result<Option<ext::ResumeRequest>, ParamError> {
+    let on = match resume.as_deref() {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") | Some("") => true,
+        Some(_) => return Err(ParamError::Resume),
+    };
+    let have = match have {
+        Some(v) => v.parse::<u64>().map_err(|_| ParamError::Have)?,
+        None => 0,
+    };
+    Ok(on.then_some(ext::ResumeRequest { have }))
 }
 
 fn keep_alive_param(value: String) -> Result<Option<String>, ParamError> {
@@ -185,8 +261,11 @@ impl HostParams {
     {
         let mut params = HostParams { reconnect: true, ..Default::default() };
         let (mut seen_reconnect, mut seen_keep_alive) = (false, false);
+        let (mut resume, mut have) = (None, None);
         for (key, value) in pairs {
             match key.as_str() {
+                "resume" if resume.is_none() => resume = Some(value),
+                "have" if have.is_none() => have = Some(value),
                 "id" if params.id.is_none() => {
                     if !is_valid_id(&value) {
                         return Err(ParamError::SessionId { in_path: false });
@@ -209,6 +288,7 @@ impl HostParams {
                 _ => {}
             }
         }
+        params.resume = resume_params(resume, have)?;
         Ok(params)
     }
 }
@@ -220,8 +300,11 @@ impl ClientParams {
     {
         let mut params = ClientParams::default();
         let mut seen_keep_alive = false;
+        let (mut resume, mut have) = (None, None);
         for (key, value) in pairs {
             match key.as_str() {
+                "resume" if resume.is_none() => resume = Some(value),
+                "have" if have.is_none() => have = Some(value),
                 "client" if params.uuid.is_none() => {
                     if !is_valid_id(&value) {
                         return Err(ParamError::ClientUuid);
@@ -234,6 +317,10 @@ impl ClientParams {
                 }
                 _ => {}
             }
+        }
+        params.resume = resume_params(resume, have)?;
+        if params.resume.is_some() && params.uuid.is_none() {
+            return Err(ParamError::ResumeNeedsClient);
         }
         Ok(params)
     }

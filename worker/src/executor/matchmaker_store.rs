@@ -86,7 +86,10 @@ impl MatchmakerStore {
             .filter_map(|row| match parse(row) {
                 Ok(value) => Some(value),
                 Err(error) => {
-                    emit_event(self.log_level, &Event::error("storage_error").with("op", "unreadable row").with("error", error));
+                    emit_event(
+                        self.log_level,
+                        &Event::error("storage_error").with("op", "unreadable row").with("error", error),
+                    );
                     None
                 }
             })
@@ -97,7 +100,10 @@ impl MatchmakerStore {
     pub fn load(&self) -> Loaded {
         for ddl in SCHEMA {
             if let Err(e) = self.sql.exec(ddl, None) {
-                emit_event(self.log_level, &Event::error("storage_error").with("op", "schema").with("error", e.to_string()));
+                emit_event(
+                    self.log_level,
+                    &Event::error("storage_error").with("op", "schema").with("error", e.to_string()),
+                );
             }
         }
         #[derive(serde::Deserialize)]
@@ -116,7 +122,8 @@ impl MatchmakerStore {
         let searches = self.rows("SELECT search FROM searches", |r: SearchRow| {
             serde_json::from_str(&r.search).map_err(|e| e.to_string())
         });
-        let jobs = self.rows("SELECT job FROM jobs", |r: JobRow| serde_json::from_str(&r.job).map_err(|e| e.to_string()));
+        let jobs =
+            self.rows("SELECT job FROM jobs", |r: JobRow| serde_json::from_str(&r.job).map_err(|e| e.to_string()));
         let meta: Vec<(String, u64)> = self.rows("SELECT k, v FROM meta", |r: MetaRow| Ok((r.k, r.v as u64)));
         let get = |key: &str| meta.iter().find(|(k, _)| k == key).map_or(0, |(_, v)| *v);
         Loaded { searches, jobs, next_seq: get("next_seq"), next_link: get("next_link") }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use worker::js_sys::JsString;
 use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsCast, JsValue};
 use worker::worker_sys::ext::ResponseInitExt;
-use worker::worker_sys::web_sys;
+use worker::worker_sys::{web_sys, DurableObjectState};
 use worker::{Result, State, WebSocket, WebSocketPair};
 
 use super::session_store::SessionStore;
@@ -16,7 +16,7 @@ use crate::glue::text;
 use crate::log::emit_event;
 use askutron_core::journal::{Event, Level};
 use askutron_core::record::SocketInfo;
-use askutron_core::session::{Answer, CallBody, CallId, Effect, Peer, SessionCore, StorageFailure, Token};
+use askutron_core::session::{Answer, CallBody, CallId, Effect, Input, Peer, SessionCore, StorageFailure, Token};
 use askutron_core::settings::Settings;
 use askutron_core::wire::say;
 
@@ -55,6 +55,24 @@ extern "C" {
     fn send(this: &JsSocket, data: &JsString) -> std::result::Result<(), JsValue>;
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// The runtime's state object, for the one call `worker` lacks.
+    type HeartbeatState;
+    /// When the runtime last answered this socket's heartbeat (section 7).
+    #[wasm_bindgen(method, catch, js_name = getWebSocketAutoResponseTimestamp)]
+    fn get_websocket_auto_response_timestamp(
+        this: &HeartbeatState,
+        ws: &web_sys::WebSocket,
+    ) -> std::result::Result<JsValue, JsValue>;
+}
+
+/// The last heartbeat of a socket (epoch ms), if the runtime answered one.
+fn last_heartbeat(state: &DurableObjectState, ws: &web_sys::WebSocket) -> Option<f64> {
+    let stamp = state.unchecked_ref::<HeartbeatState>().get_websocket_auto_response_timestamp(ws).ok()?;
+    stamp.dyn_ref::<worker::js_sys::Date>().map(|d| d.get_time())
+}
+
 fn send_js(ws: &web_sys::WebSocket, data: &JsString) -> std::result::Result<(), JsValue> {
     ws.unchecked_ref::<JsSocket>().send(data)
 }
@@ -62,6 +80,8 @@ fn send_js(ws: &web_sys::WebSocket, data: &JsString) -> std::result::Result<(), 
 /// Carries out a session core's effects: its sockets (by token), its
 /// storage, its outbox and its alarm.
 pub struct SessionIo {
+    /// The runtime's own state object, for the one call `worker` lacks.
+    raw: DurableObjectState,
     pub state: State,
     pub store: SessionStore,
     pub log_level: Level,
@@ -78,8 +98,9 @@ pub struct SessionIo {
 }
 
 impl SessionIo {
-    pub fn new(state: State, log_level: Level) -> Self {
+    pub fn new(state: State, raw: DurableObjectState, log_level: Level) -> Self {
         SessionIo {
+            raw,
             store: SessionStore::new(&state),
             state,
             log_level,
@@ -133,7 +154,10 @@ impl SessionIo {
         let mut sockets = self.sockets.borrow_mut();
         // Closed sockets too: the core must not hand out their tokens again.
         for ws in self.state.get_websockets() {
-            if let Some(info) = ws.deserialize_attachment::<SocketInfo>().ok().flatten() {
+            if let Some(mut info) = ws.deserialize_attachment::<SocketInfo>().ok().flatten() {
+                if info.resume {
+                    info.heartbeat = last_heartbeat(&self.raw, ws.as_ref());
+                }
                 if !info.closed {
                     sockets.insert(info.token, ws);
                 }
@@ -167,16 +191,16 @@ impl SessionIo {
         incoming: Option<&Incoming<'_>>,
         core: &RefCell<Option<SessionCore>>,
         answer: &mut Option<Answer>,
-    ) -> Vec<StorageFailure> {
+    ) -> Vec<Input<'static>> {
         let last_persist = effects.iter().rposition(|e| matches!(e, Effect::Persist));
-        let mut failures = Vec::new();
+        let mut follow_ups = Vec::new();
         for (i, effect) in effects.into_iter().enumerate() {
             if matches!(effect, Effect::Persist) && Some(i) != last_persist {
                 continue;
             }
-            failures.extend(self.execute(effect, incoming, core, answer));
+            follow_ups.extend(self.execute(effect, incoming, core, answer));
         }
-        failures
+        follow_ups
     }
 
     pub fn execute(
@@ -185,7 +209,8 @@ impl SessionIo {
         incoming: Option<&Incoming<'_>>,
         core: &RefCell<Option<SessionCore>>,
         answer: &mut Option<Answer>,
-    ) -> Option<StorageFailure> {
+    ) -> Option<Input<'static>> {
+        let failed = |f: StorageFailure| Some(Input::StorageFailed(f));
         match effect {
             Effect::Send { to, text } => {
                 if let Some(ws) = self.sockets.borrow().get(&to) {
@@ -223,24 +248,46 @@ impl SessionIo {
                     let _ = ws.serialize_attachment(&info);
                 }
             }
+            Effect::SendUncounted { to, text } => {
+                if let Some(ws) = self.sockets.borrow().get(&to) {
+                    let _ = ws.send_with_str(&text);
+                }
+            }
             Effect::Persist => {
                 let core = core.borrow();
                 if let Some((record, owed)) = core.as_ref().map(SessionCore::stored) {
-                    return self.store.write(record, owed).err().map(StorageFailure::Persist);
+                    return self.store.write(record, owed).err().and_then(|e| failed(StorageFailure::Persist(e)));
+                }
+            }
+            Effect::SaveStreams(streams) => {
+                for (key, stream) in streams {
+                    if let Err(error) = self.store.write_stream(&key, stream.as_ref()) {
+                        emit_event(
+                            self.log_level,
+                            &Event::error("storage_error").with("op", "stream").with("error", error),
+                        );
+                    }
                 }
             }
             Effect::EraseQueue => {
                 if let Err(error) = self.store.erase_queue() {
-                    emit_event(self.log_level, &Event::error("storage_error").with("op", "erase queue").with("error", error));
+                    emit_event(
+                        self.log_level,
+                        &Event::error("storage_error").with("op", "erase queue").with("error", error),
+                    );
                 }
             }
             Effect::Enqueue { line, source, bytes } => {
-                return self.store.enqueue(&line).err().map(|error| StorageFailure::Enqueue { source, bytes, error });
+                return self
+                    .store
+                    .enqueue(&line)
+                    .err()
+                    .and_then(|error| failed(StorageFailure::Enqueue { source, bytes, error }));
             }
-            Effect::Replay { to, after, bytes, lines, notices } => {
+            Effect::Replay { to, after, bytes, lines, notices, numbered } => {
                 let queued = match self.store.read_queue(after) {
                     Ok(queued) => queued,
-                    Err(error) => return Some(StorageFailure::Replay { host: to, bytes, lines, notices, error }),
+                    Err(error) => return failed(StorageFailure::Replay { host: to, bytes, lines, notices, error }),
                 };
                 if let Some(ws) = self.sockets.borrow().get(&to) {
                     for (_, line) in &queued {
@@ -248,7 +295,16 @@ impl SessionIo {
                     }
                 }
                 let through = queued.last().map_or(after, |(seq, _)| *seq);
-                return self.store.clear_queue(through).err().map(|error| StorageFailure::QueueNotCleared { through, error });
+                if let Err(error) = self.store.clear_queue(through) {
+                    return failed(StorageFailure::QueueNotCleared { through, error });
+                }
+                if numbered {
+                    // A resume host: its core numbers and keeps these lines.
+                    return Some(Input::Replayed {
+                        host: to,
+                        lines: queued.into_iter().map(|(_, line)| line).collect(),
+                    });
+                }
             }
             Effect::Call { id, to, body } => self.calls.borrow_mut().push((id, to, body)),
             Effect::SetAlarm(at) => self.alarm.set(Some(at)),

@@ -28,9 +28,9 @@ pub struct SessionRuntime {
 }
 
 impl SessionRuntime {
-    pub fn new(state: State, env: Env) -> Self {
+    pub fn new(state: State, raw: worker::worker_sys::DurableObjectState, env: Env) -> Self {
         let settings = crate::glue::settings(&env);
-        let io = SessionIo::new(state, settings.log_level);
+        let io = SessionIo::new(state, raw, settings.log_level);
         SessionRuntime { env, settings, core: RefCell::new(None), io }
     }
 
@@ -62,8 +62,8 @@ impl SessionRuntime {
         let mut inputs = vec![input];
         while let Some(input) = inputs.pop() {
             let effects = self.core.borrow_mut().as_mut().expect("ensured").handle(now(), input);
-            let failures = self.io.execute_all(effects, incoming, &self.core, &mut answer);
-            inputs.extend(failures.into_iter().rev().map(Input::StorageFailed));
+            let follow_ups = self.io.execute_all(effects, incoming, &self.core, &mut answer);
+            inputs.extend(follow_ups.into_iter().rev());
         }
         answer
     }

@@ -8,7 +8,8 @@ use std::cell::Cell;
 
 use worker::{SqlStorage, SqlStorageValue, State};
 
-use askutron_core::record::{Obligations, SessionRecord};
+use askutron_core::record::{Obligations, SessionRecord, Stored};
+use askutron_core::stream::Stream;
 
 pub struct SessionStore {
     sql: SqlStorage,
@@ -28,8 +29,6 @@ struct QueueRow {
     line: String,
 }
 
-type Stored = (Option<SessionRecord>, Obligations);
-
 impl SessionStore {
     pub fn new(state: &State) -> Self {
         SessionStore { sql: state.storage().sql(), tables: Cell::new(false) }
@@ -39,19 +38,27 @@ impl SessionStore {
     pub fn read(&self) -> Result<Stored, String> {
         let rows = match self.sql.exec("SELECT k, v FROM relay_session", None) {
             Ok(cursor) => cursor.to_array::<Row>().map_err(|e| e.to_string())?,
-            Err(e) if e.to_string().contains("no such table") => return Ok((None, Obligations::default())),
+            Err(e) if e.to_string().contains("no such table") => return Ok(Stored::default()),
             Err(e) => return Err(e.to_string()),
         };
         self.tables.set(true);
-        let mut stored: Stored = (None, Obligations::default());
+        let mut stored = Stored::default();
         for row in rows {
             match row.k.as_str() {
                 "record" => {
                     let record = SessionRecord::from_json(&row.v).map_err(|e| format!("unreadable record: {e}"))?;
-                    stored.0 = Some(record);
+                    stored.record = Some(record);
                 }
-                "owed" => stored.1 = serde_json::from_str(&row.v).map_err(|e| format!("unreadable obligations: {e}"))?,
-                _ => {}
+                "owed" => {
+                    stored.owed = serde_json::from_str(&row.v).map_err(|e| format!("unreadable obligations: {e}"))?
+                }
+                key => {
+                    if let Some(name) = key.strip_prefix("stream:") {
+                        let stream: Stream =
+                            serde_json::from_str(&row.v).map_err(|e| format!("unreadable stream: {e}"))?;
+                        stored.streams.push((name.to_string(), stream));
+                    }
+                }
             }
         }
         Ok(stored)
@@ -73,7 +80,9 @@ impl SessionStore {
                 "INSERT OR REPLACE INTO relay_session (k, v) VALUES (?, ?)",
                 vec![SqlStorageValue::from(key.to_string()), SqlStorageValue::from(v)],
             ),
-            None => self.sql.exec("DELETE FROM relay_session WHERE k = ?", vec![SqlStorageValue::from(key.to_string())]),
+            None => {
+                self.sql.exec("DELETE FROM relay_session WHERE k = ?", vec![SqlStorageValue::from(key.to_string())])
+            }
         };
         result.map(|_| ()).map_err(|e| e.to_string())
     }
@@ -101,6 +110,15 @@ impl SessionStore {
             .map_err(|e| e.to_string())
     }
 
+    /// Stores (or, `None`, deletes) a resume stream.
+    pub fn write_stream(&self, key: &str, stream: Option<&Stream>) -> Result<(), String> {
+        if stream.is_none() && !self.tables.get() {
+            return Ok(());
+        }
+        self.ensure_tables()?;
+        self.put(&format!("stream:{key}"), stream.map(|s| serde_json::to_string(s).expect("a stream serialises")))
+    }
+
     pub fn enqueue(&self, line: &str) -> Result<(), String> {
         self.ensure_tables()?;
         self.sql
@@ -112,7 +130,10 @@ impl SessionStore {
     /// The queue after row `after`, in order. Nothing is deleted here.
     pub fn read_queue(&self, after: u64) -> Result<Vec<(u64, String)>, String> {
         self.sql
-            .exec("SELECT seq, line FROM relay_queue WHERE seq > ? ORDER BY seq", vec![SqlStorageValue::from(after as i64)])
+            .exec(
+                "SELECT seq, line FROM relay_queue WHERE seq > ? ORDER BY seq",
+                vec![SqlStorageValue::from(after as i64)],
+            )
             .and_then(|c| c.to_array::<QueueRow>())
             .map(|rows| rows.into_iter().map(|r| (r.seq as u64, r.line)).collect())
             .map_err(|e| e.to_string())

@@ -108,7 +108,8 @@ impl Inner {
             let loaded = self.store.load();
             let key = steam::steam_key(&self.env).is_some();
             let settings = glue::settings(&self.env);
-            let core = MatchmakerCore::restore(settings, key, loaded.searches, loaded.jobs, loaded.next_seq, loaded.next_link);
+            let core =
+                MatchmakerCore::restore(settings, key, loaded.searches, loaded.jobs, loaded.next_seq, loaded.next_link);
             *self.core.borrow_mut() = Some(core);
         }
         let effects = self.core.borrow_mut().as_mut().expect("loaded").handle(now(), input);
@@ -160,7 +161,8 @@ impl Inner {
     async fn set_alarm(&self) {
         if let Some(at) = self.alarm.take() {
             if let Err(error) = set_alarm(&self.state, at).await {
-                let event = askutron_core::journal::Event::error("storage_error").with("op", "alarm").with("error", error);
+                let event =
+                    askutron_core::journal::Event::error("storage_error").with("op", "alarm").with("error", error);
                 emit_event(self.log_level, &event);
                 // The core sets it again at its next input.
                 self.alarm.set(Some(at));

@@ -15,13 +15,14 @@ use std::rc::Rc;
 use worker::js_sys::JsString;
 use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsCast, JsValue};
 use worker::wasm_bindgen_futures::future_to_promise;
-use worker::worker_sys::{web_sys, DurableObjectState};
+use worker::worker_sys::{web_sys, DurableObjectState, WebSocketRequestResponsePair};
 use worker::{Env, State};
 
 use crate::executor::requests::{self, SessionRequest};
 use crate::executor::session_io::Incoming;
 use crate::executor::session_runtime::SessionRuntime;
 use askutron_core::session::{Frame, Input};
+use askutron_core::wire::ext;
 use askutron_core::wire::MAX_FRAME_BYTES;
 
 #[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
@@ -36,7 +37,13 @@ impl Session {
         if env.var("LOG_LIFECYCLE").is_ok_and(|v| v.to_string() == "true") {
             worker::console_log!("lifecycle: session object constructed");
         }
-        Session { inner: Rc::new(SessionRuntime::new(State::from(state), env)) }
+        // Section 7: the runtime answers heartbeats itself, without waking
+        // the object, and notes when it last did, per socket.
+        if let Ok(pair) = WebSocketRequestResponsePair::new(ext::PING, ext::PONG) {
+            let _ = state.set_websocket_auto_response(&pair);
+        }
+        let raw: DurableObjectState = JsValue::from(&state).unchecked_into();
+        Session { inner: Rc::new(SessionRuntime::new(State::from(state), raw, env)) }
     }
 
     /// A connect (answered at once) or a call from another object (whose body
