@@ -82,6 +82,33 @@ test('GET /stats is the JSON of !stats', async () => {
   h.close();
 });
 
+test('the figures travel a tree of aggregators: /stats is exact over sessions reporting to several leaves', async () => {
+  // A relay of its own, so that no other test's sessions are counted: four
+  // leaves (TEST_VARS), twelve sessions hashed over them, the root's totals.
+  const tree = await startRelay({ vars: { LOG_LIFECYCLE: 'true' } });
+  try {
+    const hosts = [];
+    const clients = [];
+    for (let i = 0; i < 12; i++) {
+      const h = await host(tree);
+      for (let c = 0; c < i % 3; c++) clients.push(await join(tree, h));
+      hosts.push(h);
+    }
+    const read = async () => checkStats((await get(tree, '/stats')).body);
+    await pollUntil(read, (s) => s.numHostsOnline === 12 && s.numClientsOnline === 12 && s.numPlayers === 12,
+      { what: 'GET /stats counting 12 hosts and 12 clients' });
+    const leaves = new Set([...tree.output.matchAll(/lifecycle: aggregator (leaf-\d+) loaded/g)].map((m) => m[1]));
+    assert.ok(leaves.size >= 2, `reports reached ${[...leaves].join(', ') || 'no leaf'}: the tree was not exercised`);
+    assert.match(tree.output, /lifecycle: aggregator root loaded/);
+    // Exact once churn stops: every host gone, every figure back to zero.
+    for (const p of [...clients, ...hosts]) p.close();
+    await pollUntil(read, (s) => s.numHostsOnline === 0 && s.numClientsOnline === 0 && s.numPlayers === 0,
+      { what: 'GET /stats back to zero' });
+  } finally {
+    await tree.stop();
+  }
+});
+
 test('GET /health answers ok and wakes no object', async () => {
   const before = relay.count(LIFECYCLE);
   const res = await get(relay, '/health');

@@ -1,6 +1,6 @@
 //! The relay-wide figures for `/stats` (PROTOCOL.md section 4), summed by a
 //! tree of objects so that no one object takes a report from every session:
-//! each session reports its counts to one of `AGGREGATORS` leaves (by a hash
+//! each session reports its counts to one of `AGGREGATOR_LEAVES` leaves (by a hash
 //! of its id, `stats::leaf_of`); each leaf passes its totals up to the root
 //! at most once a second; the Matchmaker passes up how many sessions search.
 //! The root answers `/stats` with one line of totals.

@@ -72,7 +72,7 @@ pub struct SessionRecord {
     /// ... when (epoch ms; the report is renewed before its lease ends) ...
     #[serde(default)]
     pub stats_reported_at: f64,
-    /// ... and to which aggregator (a new `AGGREGATORS` count moves it).
+    /// ... and to which aggregator (a new `AGGREGATOR_LEAVES` count moves it).
     #[serde(default)]
     pub stats_leaf: Option<u32>,
 }

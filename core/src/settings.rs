@@ -72,7 +72,7 @@ pub struct Limits {
     pub bytes_burst: f64,
 }
 
-/// Highest `AGGREGATORS` accepted.
+/// Highest `AGGREGATOR_LEAVES` accepted.
 pub const MAX_AGGREGATORS: u32 = 1024;
 
 /// Highest `MAX_CLIENTS` accepted: client ids must stay readable and a linked
@@ -122,7 +122,7 @@ impl Settings {
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .filter(|n| *n > 0)
                 .unwrap_or(d.max_searches),
-            aggregators: var("AGGREGATORS")
+            aggregators: var("AGGREGATOR_LEAVES")
                 .and_then(|v| v.trim().parse::<u32>().ok())
                 .filter(|n| (1..=MAX_AGGREGATORS).contains(n))
                 .unwrap_or(d.aggregators),

@@ -28,7 +28,7 @@ impl SessionCounts {
 }
 
 /// The leaf aggregator a session reports to: FNV-1a of its id, so every
-/// version of the relay picks the same one for the same `AGGREGATORS`.
+/// version of the relay picks the same one for the same `AGGREGATOR_LEAVES`.
 pub fn leaf_of(sid: &str, leaves: u32) -> u32 {
     let hash = sid.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
     (hash % leaves.max(1) as u64) as u32

@@ -89,12 +89,23 @@ async function isWorker(port) {
 }
 
 /**
+ * Worker variables every test relay starts with: four leaf aggregators under
+ * the root, so the /stats figures of a test's few sessions spread over
+ * several leaves and travel the whole tree (PROTOCOL.md section 4 checks
+ * them through it).
+ */
+export const TEST_VARS = Object.freeze({ AGGREGATOR_LEAVES: '4' });
+
+/**
  * Starts `wrangler dev` on a free loopback port.
  *  - `config`: a wrangler.toml (absolute, or relative to ROOT); default the
  *    repository's, which builds first (see relaySnapshot).
  *  - `prebuilt`: run a snapshot of build/ instead of building (default
  *    PREBUILT). Ignored with `config`.
  *  - `vars`: Worker variables (`--var`); `env`: extra environment variables.
+ *    The repository's relay (no `config`) runs with TEST_VARS first, so the
+ *    tests exercise a tree of several aggregators rather than one leaf's worth
+ *    of traffic over 32 (a test's `vars` can override them).
  *  - `traces`: false turns off the trace collector wrangler dev attaches to
  *    the Worker (a tail worker storing every event in SQLite: dev-only work
  *    per WebSocket event that production does not do); default on, as
@@ -106,6 +117,7 @@ async function isWorker(port) {
  */
 export async function startRelay({ config, prebuilt, vars = {}, env = {}, traces = true, persistTo, port, logFile } = {}) {
   let snapshot = null;
+  if (!config) vars = { ...TEST_VARS, ...vars };
   if (!config && (prebuilt ?? PREBUILT)) {
     snapshot = relaySnapshot();
     config = snapshot.config;

@@ -32,6 +32,9 @@ struct Inner {
     env: Env,
     state: State,
     log_level: Level,
+    /// `LOG_LIFECYCLE=true`: a line when the object loads its figures (the
+    /// tests count which aggregators of the tree took reports).
+    lifecycle: bool,
     store: AggregatorStore,
     core: RefCell<Option<AggregatorCore>>,
     up: RefCell<Option<AggregatorCall>>,
@@ -45,10 +48,12 @@ impl Aggregator {
         let log_level = glue::settings(&env).log_level;
         let state = State::from(state);
         let store = AggregatorStore::new(&state, log_level);
+        let lifecycle = env.var("LOG_LIFECYCLE").is_ok_and(|v| v.to_string() == "true");
         let inner = Inner {
             env,
             state,
             log_level,
+            lifecycle,
             store,
             core: RefCell::new(None),
             up: RefCell::new(None),
@@ -97,6 +102,9 @@ impl Inner {
             let Some(role) = role.or(stored_role) else { return None };
             if stored_role != Some(role) {
                 self.store.save_role(role);
+            }
+            if self.lifecycle {
+                worker::console_log!("lifecycle: aggregator {} loaded", role.name());
             }
             *self.core.borrow_mut() = Some(AggregatorCore::restore(role, entries));
         }
