@@ -29,6 +29,7 @@ mod figures;
 mod hosting;
 mod inputs;
 mod limits;
+mod link_messages;
 mod links;
 mod queue;
 mod relay;
