@@ -121,6 +121,13 @@ impl Sim {
         state.inbox.drain(..).map(|r| r.text).collect()
     }
 
+    /// As `frames`, with when each arrived.
+    pub fn received(&mut self, sock: &Sock) -> Vec<crate::sockets::Received> {
+        let state =
+            self.sessions.get_mut(&sock.sid).and_then(|s| s.sockets.get_mut(&sock.token)).expect("known socket");
+        state.inbox.drain(..).collect()
+    }
+
     /// The close frame the relay sent, if it closed the socket.
     pub fn closed(&self, sock: &Sock) -> Option<Close> {
         self.state(sock).and_then(|s| s.closed_by_relay)

@@ -295,7 +295,9 @@ fn r11_a_links_calls_are_batched_and_bounded() {
     assert_eq!(own.iter().filter(|f| f.starts_with("1: y")).count(), 500);
     let at_master = sim.frames(&m);
     let relayed = at_master.iter().filter(|f| f.starts_with("2: y")).count();
-    assert!(relayed >= WINDOW && relayed < 500, "{relayed} relayed before the bound");
+    // No time passes during the burst: the first call leaves at once, the
+    // next ones wait for the link's pace (channel.rs) while the bound fills.
+    assert!(relayed >= 1 && relayed < 500, "{relayed} relayed before the bound");
     assert_eq!(at_master[relayed..], ["disconnected: 2".to_string(), "!slave-left: s".into()]);
     assert_eq!(own.iter().filter(|f| *f == "!master-left").count(), 1, "the slave's host is told too");
 }

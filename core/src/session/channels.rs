@@ -90,7 +90,7 @@ impl SessionCore {
         let closing = channel.is_closing();
         let ack = outcome.ok_body().and_then(|body| serde_json::from_str::<LinkAck>(body).ok());
         let delivery = match (&ack, &outcome) {
-            (Some(ack), _) => channel.acked(ack.ack),
+            (Some(ack), _) => channel.acked(ack.ack, now),
             // The partner does not hold this link (any more): it is over.
             (None, Outcome::Status(STALE_STATUS | GONE_STATUS, _)) => {
                 if closing {
