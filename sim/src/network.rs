@@ -46,7 +46,7 @@ impl Sim {
     pub(crate) fn deliver(&mut self, flight: Flight) {
         let Flight { from, incarnation, version, caller, to, body, sent_at } = flight;
         if let Some(meter) = self.meter.as_mut() {
-            meter.call(self.now, &to);
+            meter.call_between(self.now, &from, &to);
         }
         let reset_since = self.life_mut(&to).reset_at > sent_at;
         let outcome = if reset_since {

@@ -16,8 +16,13 @@ impl Trace {
         Trace { lines: VecDeque::new(), keep, echo: std::env::var("SIM_TRACE").is_ok_and(|v| v == "1") }
     }
 
+    /// Whether notes are kept or printed (else `note` costs nothing).
+    pub fn is_on(&self) -> bool {
+        self.keep > 0 || self.echo
+    }
+
     pub fn note(&mut self, now: f64, line: impl FnOnce() -> String) {
-        if self.keep == 0 && !self.echo {
+        if !self.is_on() {
             return;
         }
         let line = format!("{:>10.1} {}", now - 1_000_000.0, line());

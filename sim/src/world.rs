@@ -260,8 +260,11 @@ impl Sim {
             return; // replaced since
         }
         self.life_mut(&obj).alarm = None;
+        // Only worth its formatting when the trace is on.
         let why = match &obj {
-            ObjectId::Session(sid) => self.sessions[sid].core.as_ref().map(|c| c.deadlines()).unwrap_or_default(),
+            ObjectId::Session(sid) if self.trace.is_on() => {
+                self.sessions[sid].core.as_ref().map(|c| c.deadlines()).unwrap_or_default()
+            }
             _ => String::new(),
         };
         self.trace.note(self.now, || format!("alarm {} {why}", obj.name()));
