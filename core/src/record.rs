@@ -54,6 +54,13 @@ pub struct SessionRecord {
     /// failed: they are never delivered again.
     #[serde(default)]
     pub queue_delivered_through: u64,
+    /// Ids the absent host is yet to hear are gone: a link ended while it was
+    /// away, and its `disconnected:` lines wait in the queue. They are not
+    /// free until the take-over delivers those lines, so that no client is
+    /// given an id whose `disconnected:` the host would hear after its
+    /// `connected:` (the simulator, seed 40888).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub unheard_gone: BTreeSet<u32>,
     /// Format 1 counted socket tokens here; tokens now need no storage. Still
     /// written (as 0), because 1.0.0 cannot read a record without it: a
     /// rollback must find every session.
@@ -98,6 +105,7 @@ impl SessionRecord {
             queued_lines: 0,
             queued_notices: 0,
             queue_delivered_through: 0,
+            unheard_gone: BTreeSet::new(),
             next_socket_token: 0,
             group: Group::default(),
             stats_due: None,
@@ -308,8 +316,8 @@ pub struct SessionFull;
 /// Picks the client id for a new socket.
 ///
 /// `connected` are the ids with a live socket. A uuid seen before gets its id
-/// back; any other client the smallest id that is neither connected nor kept
-/// for a uuid. While the session is frozen (matchmaking), only a known uuid
+/// back; any other client the smallest id that is neither connected, nor kept
+/// for a uuid, nor one whose `disconnected:` the absent host has yet to hear. While the session is frozen (matchmaking), only a known uuid
 /// may come back, and only to an id of the frozen roster.
 pub fn admit_client(
     record: &SessionRecord,
@@ -326,7 +334,7 @@ pub fn admit_client(
     if record.group.is_frozen() {
         return Err(SessionFull);
     }
-    let kept: BTreeSet<u32> = record.reserved.values().copied().collect();
+    let kept: BTreeSet<u32> = record.reserved.values().chain(&record.unheard_gone).copied().collect();
     let id = (1..=max_clients).find(|id| !connected.contains(id) && !kept.contains(id)).ok_or(SessionFull)?;
     Ok(ClientAdmission { id, replaces: false, reserve: uuid.map(str::to_string) })
 }

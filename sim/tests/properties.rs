@@ -407,8 +407,9 @@ fn users_view(sim: &Sim, world: &World) -> Result<(), String> {
                             )
                         })
                         .collect();
+                    let heard: Vec<&str> = state.history.iter().map(|r| r.text.as_str()).take(20).collect();
                     return Err(format!(
-                        "{sock:?} knows {known:?}; it can address {addressable:?}; sockets {sockets:?}"
+                        "{sock:?} knows {known:?}; it can address {addressable:?}; sockets {sockets:?}; it heard first {heard:?}"
                     ));
                 }
             }

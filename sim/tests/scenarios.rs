@@ -628,6 +628,32 @@ fn a_take_over_replays_the_links_then_every_addressable_client() {
     assert_eq!(sim.frames(&s1b)[2..], ["!set-master: m".to_string(), "connected: 1".into(), "connected: 2".into()]);
 }
 
+/// Found by the simulator (seed 40888): a link that ends while the master's
+/// host is away leaves its `disconnected:` lines in the queue; a client that
+/// connects meanwhile must not get one of those ids, or the host that takes
+/// over hears its `connected:` and then, from the queue, its `disconnected:`.
+#[test]
+fn ids_whose_disconnect_the_absent_host_has_not_heard_are_not_given_out() {
+    let mut sim = sim();
+    let (m, msecret) = host(&mut sim, "id=m");
+    let (s, _, _) = room(&mut sim, "s", 1);
+    sim.send(&m, "/join-session master");
+    sim.send(&s, "/join-session slave");
+    assert_eq!(sim.frames(&m), vec!["!added-slave: s", "connected: 1"]);
+    sim.close(&m, 1006);
+    sim.send(&s, "/leave-session");
+    let _c = sim.client("m", "").unwrap();
+    let m2 = sim.host(&format!("id=m&secret={msecret}")).unwrap();
+    assert_eq!(
+        sim.frames(&m2)[2..],
+        ["connected: 2".to_string(), "disconnected: 1".into(), "!slave-left: s".into()],
+        "the new client is 2: the host still believed 1 taken"
+    );
+    // Heard: 1 is free again.
+    let (_c2, id) = join(&mut sim, &m2, "");
+    assert_eq!(id, 1);
+}
+
 #[test]
 fn joining_itself_is_invalid_and_starts_no_search() {
     let mut sim = sim();

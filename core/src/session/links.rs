@@ -244,8 +244,11 @@ impl SessionCore {
         let sid = record.id.clone();
         self.close_channel(link, &slave.sid, how, out);
         if how != Ending::Left {
-            for n in &slave.clients {
-                self.deliver_notice(say::disconnected(*n), out);
+            for &n in &slave.clients {
+                if !self.deliver_notice(say::disconnected(n), out) {
+                    // Kept for the take-over: n is not free until then.
+                    self.record.as_mut().expect("linked").unheard_gone.insert(n);
+                }
             }
             self.deliver_notice(say::slave_left(&slave.sid), out);
         }

@@ -54,15 +54,16 @@ impl SessionCore {
     }
 
     /// A link line (`!slave-left:`, `!master-left`, and the `disconnected:`
-    /// lines that go with them) for the host: sent now, or always kept.
-    pub(super) fn deliver_notice(&mut self, line: String, out: &mut Out<'_>) {
+    /// lines that go with them) for the host: sent now (true), or always kept.
+    pub(super) fn deliver_notice(&mut self, line: String, out: &mut Out<'_>) -> bool {
         if self.tell_host(out, line.clone()) {
-            return;
+            return true;
         }
-        let Some(record) = self.record.as_mut() else { return };
+        let Some(record) = self.record.as_mut() else { return false };
         record.queued_notices += 1;
         out.push(Effect::Enqueue { line, source: QueueSource::Notice, bytes: 0 });
         self.persist(out);
+        false
     }
 
     /// Sends the whole queue to the host that took over, in order.
@@ -79,5 +80,7 @@ impl SessionCore {
         record.queued_bytes = 0;
         record.queued_lines = 0;
         record.queued_notices = 0;
+        // The host hears every `disconnected:` now: those ids are free again.
+        record.unheard_gone.clear();
     }
 }
