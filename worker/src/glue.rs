@@ -8,7 +8,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::web_sys;
 use worker::{Env, Result, Stub};
 
-use askutron_core::settings::Settings;
+use askutron_core::settings::{AllowedOrigins, Settings};
 
 pub const SESSION_BINDING: &str = "SESSIONS";
 pub const MATCHMAKER_BINDING: &str = "MATCHMAKER";
@@ -37,6 +37,25 @@ pub fn settings(env: &Env) -> Settings {
         static SETTINGS: std::cell::OnceCell<Settings> = const { std::cell::OnceCell::new() };
     }
     SETTINGS.with(|cell| *cell.get_or_init(|| Settings::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))))
+}
+
+/// `LOG_LIFECYCLE=true`, read once per isolate like the settings (every
+/// Session object constructed asks).
+pub fn lifecycle_logged(env: &Env) -> bool {
+    thread_local! {
+        static LIFECYCLE: std::cell::OnceCell<bool> = const { std::cell::OnceCell::new() };
+    }
+    LIFECYCLE.with(|cell| *cell.get_or_init(|| env.var("LOG_LIFECYCLE").is_ok_and(|v| v.to_string() == "true")))
+}
+
+/// `ALLOWED_ORIGINS`, read once per isolate (the router asks at every connect).
+pub fn allowed_origins<R>(env: &Env, f: impl FnOnce(&AllowedOrigins) -> R) -> R {
+    thread_local! {
+        static ORIGINS: std::cell::OnceCell<AllowedOrigins> = const { std::cell::OnceCell::new() };
+    }
+    ORIGINS.with(|cell| {
+        f(cell.get_or_init(|| AllowedOrigins::from_var(env.var("ALLOWED_ORIGINS").ok().map(|v| v.to_string()).as_deref())))
+    })
 }
 
 /// A response built straight on the runtime's `Response` (a `worker::Response`

@@ -14,7 +14,7 @@ use worker::worker_sys::web_sys::{self, Request};
 use worker::{event, Context, Env, Method, Result};
 
 use crate::executor::calls::send;
-use crate::glue::{response, session_stub, settings, text};
+use crate::glue::{allowed_origins, response, session_stub, settings, text};
 use crate::log;
 use crate::page;
 use askutron_core::calls::{AggregatorCall, Outcome};
@@ -143,8 +143,11 @@ async fn handle(req: Request, env: Env, settings: &Settings) -> Result<web_sys::
     if !get {
         return refuse(settings, &req, &path, 405, http::METHOD_NOT_ALLOWED);
     }
-    let origins = AllowedOrigins::from_var(env.var("ALLOWED_ORIGINS").ok().map(|v| v.to_string()).as_deref());
-    if !origins.allows(header(&req, "Origin").as_deref()) {
+    // With no list (the default) the `Origin` header is not even read.
+    let allowed = allowed_origins(&env, |origins| {
+        matches!(origins, AllowedOrigins::Any) || origins.allows(header(&req, "Origin").as_deref())
+    });
+    if !allowed {
         return refuse(settings, &req, &path, 403, body::ORIGIN_NOT_ALLOWED);
     }
     let query = || url_parts::pairs(query_string);

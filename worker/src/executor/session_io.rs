@@ -9,7 +9,7 @@ use worker::js_sys::JsString;
 use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsCast, JsValue};
 use worker::worker_sys::ext::ResponseInitExt;
 use worker::worker_sys::{web_sys, DurableObjectState};
-use worker::{Result, State, WebSocket, WebSocketPair};
+use worker::{Result, State, Storage, WebSocket, WebSocketPair};
 
 use super::session_store::SessionStore;
 use crate::glue::text;
@@ -83,6 +83,8 @@ pub struct SessionIo {
     /// The runtime's own state object, for the one call `worker` lacks.
     raw: DurableObjectState,
     pub state: State,
+    /// `ctx.storage`, asked for once (the alarm is set through it).
+    pub storage: Storage,
     pub store: SessionStore,
     pub log_level: Level,
     /// The sockets the core names by token, so sending needs no lookup.
@@ -99,9 +101,11 @@ pub struct SessionIo {
 
 impl SessionIo {
     pub fn new(state: State, raw: DurableObjectState, log_level: Level) -> Self {
+        let storage = state.storage();
         SessionIo {
             raw,
-            store: SessionStore::new(&state),
+            store: SessionStore::new(&storage),
+            storage,
             state,
             log_level,
             sockets: RefCell::new(HashMap::new()),
@@ -146,14 +150,15 @@ impl SessionIo {
     /// not be read: the core then decides nothing from a guess), and every
     /// live socket.
     pub fn restore(&self, settings: Settings) -> SessionCore {
-        let stored = self.store.read();
+        let held = self.state.get_websockets();
+        let stored = self.store.read(held.is_empty());
         if let Err(error) = &stored {
             emit_event(self.log_level, &Event::error("storage_error").with("op", "read").with("error", error.as_str()));
         }
         let mut infos = Vec::new();
         let mut sockets = self.sockets.borrow_mut();
         // Closed sockets too: the core must not hand out their tokens again.
-        for ws in self.state.get_websockets() {
+        for ws in held {
             if let Some(mut info) = ws.deserialize_attachment::<SocketInfo>().ok().flatten() {
                 if info.resume {
                     info.heartbeat = last_heartbeat(&self.raw, ws.as_ref());

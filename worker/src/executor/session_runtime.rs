@@ -10,7 +10,7 @@ use worker::wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::future_to_promise;
 use worker::{Env, State, WebSocket};
 
-use super::alarm::set_alarm;
+use super::alarm::set_alarm_on;
 use super::calls::{run_all, send};
 use super::session_io::{Incoming, SessionIo};
 use crate::glue::now;
@@ -109,7 +109,7 @@ impl SessionRuntime {
         // without its deadlines.
         for attempt in 0..5u32 {
             let Some(at) = self.io.alarm.take() else { break };
-            match set_alarm(&self.io.state, at).await {
+            match set_alarm_on(&self.io.storage, at).await {
                 Ok(()) => break,
                 Err(error) => {
                     self.step(Input::StorageFailed(StorageFailure::Alarm(error)));

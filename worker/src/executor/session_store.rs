@@ -6,10 +6,14 @@
 
 use std::cell::Cell;
 
-use worker::{SqlStorage, SqlStorageValue, State};
+use worker::{SqlStorage, SqlStorageValue, Storage};
 
 use askutron_core::record::{Obligations, SessionRecord, Stored};
 use askutron_core::stream::Stream;
+
+/// The session's two tables (created together at its first write).
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS relay_session (k TEXT PRIMARY KEY, v TEXT NOT NULL); \
+     CREATE TABLE IF NOT EXISTS relay_queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)";
 
 pub struct SessionStore {
     sql: SqlStorage,
@@ -30,12 +34,31 @@ struct QueueRow {
 }
 
 impl SessionStore {
-    pub fn new(state: &State) -> Self {
-        SessionStore { sql: state.storage().sql(), tables: Cell::new(false) }
+    pub fn new(storage: &Storage) -> Self {
+        SessionStore { sql: storage.sql(), tables: Cell::new(false) }
     }
 
-    /// What storage holds; reading never creates a table.
-    pub fn read(&self) -> Result<Stored, String> {
+    /// What storage holds; reading never creates a table. `fresh`: the
+    /// object holds no socket, so it may well never have stored anything (a
+    /// host creating its session, a client probing an id): the schema is
+    /// asked first, since reading a table that does not exist throws, and a
+    /// thrown error (its message and stack) costs more than the question.
+    pub fn read(&self, fresh: bool) -> Result<Stored, String> {
+        if fresh {
+            #[derive(serde::Deserialize)]
+            struct Name {
+                #[allow(dead_code)]
+                name: String,
+            }
+            let tables = self
+                .sql
+                .exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'relay_session'", None)
+                .and_then(|cursor| cursor.to_array::<Name>())
+                .map_err(|e| e.to_string())?;
+            if tables.is_empty() {
+                return Ok(Stored::default());
+            }
+        }
         let rows = match self.sql.exec("SELECT k, v FROM relay_session", None) {
             Ok(cursor) => cursor.to_array::<Row>().map_err(|e| e.to_string())?,
             Err(e) if e.to_string().contains("no such table") => return Ok(Stored::default()),
@@ -65,13 +88,45 @@ impl SessionStore {
     }
 
     /// Writes the record and the obligations; with neither, drops the tables.
+    /// One statement list, one call into the runtime: the tables (at the
+    /// first write of an incarnation), the row that is gone deleted, the rows
+    /// there are written (SQL takes parameters in the last statement only,
+    /// so both rows go in one `INSERT`).
     pub fn write(&self, record: Option<&SessionRecord>, owed: &Obligations) -> Result<(), String> {
         if record.is_none() && owed.is_empty() {
             return self.drop_all();
         }
-        self.ensure_tables()?;
-        self.put("record", record.map(SessionRecord::to_json))?;
-        self.put("owed", (!owed.is_empty()).then(|| owed.to_json()))
+        let record = record.map(SessionRecord::to_json);
+        let owed = (!owed.is_empty()).then(|| owed.to_json());
+        let mut query = String::with_capacity(320);
+        if !self.tables.get() {
+            query.push_str(SCHEMA);
+            query.push_str("; ");
+        }
+        let (rows, values): (Vec<&str>, Vec<SqlStorageValue>) = match (record, owed) {
+            (Some(r), Some(o)) => (vec!["record", "owed"], vec![r.into(), o.into()]),
+            (Some(r), None) => {
+                query.push_str("DELETE FROM relay_session WHERE k = 'owed'; ");
+                (vec!["record"], vec![r.into()])
+            }
+            (None, Some(o)) => {
+                query.push_str("DELETE FROM relay_session WHERE k = 'record'; ");
+                (vec!["owed"], vec![o.into()])
+            }
+            (None, None) => unreachable!("dropped above"),
+        };
+        query.push_str("INSERT OR REPLACE INTO relay_session (k, v) VALUES ");
+        for (i, key) in rows.iter().enumerate() {
+            if i > 0 {
+                query.push_str(", ");
+            }
+            query.push_str("('");
+            query.push_str(key);
+            query.push_str("', ?)");
+        }
+        self.sql.exec(&query, values).map_err(|e| e.to_string())?;
+        self.tables.set(true);
+        Ok(())
     }
 
     fn put(&self, key: &str, value: Option<String>) -> Result<(), String> {
@@ -89,13 +144,7 @@ impl SessionStore {
 
     fn ensure_tables(&self) -> Result<(), String> {
         if !self.tables.get() {
-            self.sql
-                .exec(
-                    "CREATE TABLE IF NOT EXISTS relay_session (k TEXT PRIMARY KEY, v TEXT NOT NULL); \
-                     CREATE TABLE IF NOT EXISTS relay_queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL)",
-                    None,
-                )
-                .map_err(|e| e.to_string())?;
+            self.sql.exec(SCHEMA, None).map_err(|e| e.to_string())?;
             self.tables.set(true);
         }
         Ok(())

@@ -34,7 +34,7 @@ pub struct Session {
 impl Session {
     #[wasm_bindgen(constructor)]
     pub fn new(state: DurableObjectState, env: Env) -> Session {
-        if env.var("LOG_LIFECYCLE").is_ok_and(|v| v.to_string() == "true") {
+        if crate::glue::lifecycle_logged(&env) {
             worker::console_log!("lifecycle: session object constructed");
         }
         // Section 7: the runtime answers heartbeats itself, without waking
