@@ -1,9 +1,16 @@
 //! The relay-wide figures for `/stats` (PROTOCOL.md section 4), summed by a
 //! tree of objects so that no one object takes a report from every session:
-//! each session reports its counts to one of `AGGREGATOR_LEAVES` leaves (by a hash
-//! of its id, `stats::leaf_of`); each leaf passes its totals up to the root
-//! at most once a second; the Matchmaker passes up how many sessions search.
+//! each session reports its counts to one of `AGGREGATOR_LEAVES` leaves (by a
+//! hash of its id, `stats::leaf_of`); each leaf passes its totals up to its
+//! branch (one per [`FANOUT`] leaves), and each branch to the root, at most
+//! once a second each; the Matchmaker passes up how many sessions search.
 //! The root answers `/stats` with one line of totals.
+//!
+//! So no aggregator takes more than [`FANOUT`] calls a second from the level
+//! below it (the root: its branches and the Matchmaker), however many
+//! sessions there are; only the leaves' load grows with the sessions, one
+//! call per change of a session's figures (ARCHITECTURE.md, "Figures").
+//! Three levels of at most a second each keep `/stats` within its 5 s.
 //!
 //! Every figure is a lease: a session renews its report well within
 //! [`STATS_LEASE_MS`], so the figures of a session that stopped reporting
@@ -20,13 +27,17 @@ use crate::journal::Event;
 use crate::retry::Backoff;
 use crate::stats::{STATS_LEASE_MS, STATS_RENEW_MS};
 
-/// A leaf passes its totals up at most this often.
+/// A leaf or a branch passes its totals up at most this often.
 pub const TOTALS_DELAY_MS: f64 = 1_000.0;
+/// Leaves per branch, and the most branches the root has
+/// (`settings::MAX_AGGREGATORS` is `FANOUT * FANOUT`).
+pub const FANOUT: u32 = 32;
 
 /// Which aggregator an object is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     Leaf(u32),
+    Branch(u32),
     Root,
 }
 
@@ -35,6 +46,7 @@ impl Role {
     pub fn name(self) -> String {
         match self {
             Role::Leaf(i) => format!("leaf-{i}"),
+            Role::Branch(i) => format!("branch-{i}"),
             Role::Root => "root".to_string(),
         }
     }
@@ -43,7 +55,20 @@ impl Role {
         if name == "root" {
             return Some(Role::Root);
         }
+        if let Some(i) = name.strip_prefix("branch-") {
+            return i.parse().ok().map(Role::Branch);
+        }
         name.strip_prefix("leaf-")?.parse().ok().map(Role::Leaf)
+    }
+
+    /// Where this aggregator passes its totals: a leaf to its branch, a
+    /// branch to the root.
+    pub fn parent(self) -> Option<Role> {
+        match self {
+            Role::Leaf(i) => Some(Role::Branch(i / FANOUT)),
+            Role::Branch(_) => Some(Role::Root),
+            Role::Root => None,
+        }
     }
 }
 
@@ -60,7 +85,7 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     Call(AggregatorCall),
-    /// The answer to this leaf's `Totals` call.
+    /// The answer to this aggregator's `Totals` call to its parent.
     Answer(Outcome),
     Alarm,
 }
@@ -76,8 +101,8 @@ pub enum Effect {
         key: String,
         entry: Option<Entry>,
     },
-    /// Pass totals up to the root; hand the answer back as `Input::Answer`.
-    CallRoot(AggregatorCall),
+    /// Pass totals up to the parent; hand the answer back as `Input::Answer`.
+    PassUp { to: Role, call: AggregatorCall },
     SetAlarm(Option<f64>),
     Log(Event),
 }
@@ -87,10 +112,14 @@ pub enum Effect {
 pub struct AggregatorCore {
     role: Role,
     entries: BTreeMap<String, Entry>,
+    /// The sum of the entries, kept up to date as they change (a leaf may
+    /// hold thousands: no call scans them all).
     totals: Totals,
-    /// A leaf: what the root last acknowledged, and when.
+    /// The earliest `expires` of the entries (infinite without any).
+    earliest: f64,
+    /// Below the root: what the parent last acknowledged, and when.
     passed_up: Option<(Totals, f64)>,
-    /// A leaf: when its totals next go up, if they changed.
+    /// Below the root: when its totals next go up, if they changed.
     due: Option<f64>,
     in_flight: bool,
     retry: Backoff,
@@ -103,9 +132,10 @@ impl AggregatorCore {
             role,
             entries: entries.into_iter().collect(),
             totals: Totals::default(),
+            earliest: f64::INFINITY,
             passed_up: None,
-            // After a wake-up the root may not have a leaf's latest: pass up again.
-            due: matches!(role, Role::Leaf(_)).then_some(f64::NEG_INFINITY),
+            // After a wake-up the parent may not have the latest: pass up again.
+            due: role.parent().map(|_| f64::NEG_INFINITY),
             in_flight: false,
             retry: Backoff::new(500.0, 60_000.0),
             alarm: None,
@@ -170,16 +200,30 @@ impl AggregatorCore {
             return;
         }
         let entry = (totals != Totals::default()).then_some(Entry { totals, at, expires: now + STATS_LEASE_MS });
-        match entry {
+        let old = match entry {
             Some(entry) => self.entries.insert(key.clone(), entry),
             None => self.entries.remove(&key),
         };
+        if let Some(old) = old {
+            self.totals.sub(&old.totals);
+        }
+        if let Some(entry) = &entry {
+            self.totals.add(&entry.totals);
+        }
+        if old.is_some_and(|o| o.expires <= self.earliest) {
+            self.earliest = self.entries.values().map(|e| e.expires).fold(f64::INFINITY, f64::min);
+        } else if let Some(entry) = &entry {
+            self.earliest = self.earliest.min(entry.expires);
+        }
         out.push(Effect::Save { key, entry });
-        self.changed(now);
+        self.mark_changed(now);
     }
 
     /// Figures whose lease ran out are forgotten.
     fn expire(&mut self, now: f64, out: &mut Vec<Effect>) {
+        if now < self.earliest {
+            return;
+        }
         let expired: Vec<String> =
             self.entries.iter().filter(|(_, e)| e.expires <= now).map(|(k, _)| k.clone()).collect();
         if expired.is_empty() {
@@ -197,7 +241,11 @@ impl AggregatorCore {
 
     fn changed(&mut self, now: f64) {
         self.recount();
-        if matches!(self.role, Role::Leaf(_)) && self.due.is_none() {
+        self.mark_changed(now);
+    }
+
+    fn mark_changed(&mut self, now: f64) {
+        if self.role.parent().is_some() && self.due.is_none() {
             self.due = Some(now + TOTALS_DELAY_MS);
         }
     }
@@ -208,12 +256,13 @@ impl AggregatorCore {
             totals.add(&entry.totals);
         }
         self.totals = totals;
+        self.earliest = self.entries.values().map(|e| e.expires).fold(f64::INFINITY, f64::min);
     }
 
-    /// A leaf passes its totals up when they changed (at most once a second),
-    /// and renews them before the root's lease ends.
+    /// A leaf or a branch passes its totals up when they changed (at most
+    /// once a second), and renews them before its parent's lease ends.
     fn pass_up(&mut self, now: f64, out: &mut Vec<Effect>) {
-        let Role::Leaf(_) = self.role else { return };
+        let Some(parent) = self.role.parent() else { return };
         if self.in_flight || !self.retry.ready(now) {
             return;
         }
@@ -227,19 +276,17 @@ impl AggregatorCore {
         }
         self.in_flight = true;
         self.passed_up = Some((self.totals, now));
-        out.push(Effect::CallRoot(AggregatorCall::Totals {
-            v: CALLS_VERSION,
-            from: self.role.name(),
-            totals: self.totals,
-            at: now,
-        }));
+        out.push(Effect::PassUp {
+            to: parent,
+            call: AggregatorCall::Totals { v: CALLS_VERSION, from: self.role.name(), totals: self.totals, at: now },
+        });
     }
 
     pub fn next_deadline(&self) -> Option<f64> {
-        let expiry = self.entries.values().map(|e| e.expires).reduce(f64::min);
+        let expiry = self.earliest.is_finite().then_some(self.earliest);
         let due = if self.in_flight { None } else { self.due.map(|d| d.max(self.retry.at().unwrap_or(d))) };
         let renew = self.passed_up.filter(|(t, _)| *t != Totals::default()).map(|(_, at)| at + STATS_RENEW_MS);
-        let renew = if matches!(self.role, Role::Leaf(_)) { renew } else { None };
+        let renew = if self.role.parent().is_some() { renew } else { None };
         [expiry, due, renew].into_iter().flatten().reduce(f64::min)
     }
 
@@ -274,7 +321,7 @@ mod tests {
         effects
             .iter()
             .filter_map(|e| match e {
-                Effect::CallRoot(AggregatorCall::Totals { totals, .. }) => Some(*totals),
+                Effect::PassUp { call: AggregatorCall::Totals { totals, .. }, .. } => Some(*totals),
                 _ => None,
             })
             .collect()
@@ -316,10 +363,10 @@ mod tests {
     }
 
     #[test]
-    fn the_root_answers_stats_with_every_leaf_and_the_searches() {
+    fn the_root_answers_stats_with_every_branch_and_the_searches() {
         let mut root = AggregatorCore::restore(Role::Root, vec![]);
         let totals = |hosts, searching| Totals { hosts, clients: 2 * hosts, players: hosts, searching };
-        for (from, t) in [("leaf-0", totals(2, 0)), ("leaf-1", totals(3, 0)), ("matchmaker", totals(0, 4))] {
+        for (from, t) in [("branch-0", totals(2, 0)), ("branch-1", totals(3, 0)), ("matchmaker", totals(0, 4))] {
             root.handle(0.0, Input::Call(AggregatorCall::Totals { v: 2, from: from.into(), totals: t, at: 0.0 }));
         }
         let e = root.handle(1.0, Input::Call(AggregatorCall::Stats));
@@ -333,6 +380,35 @@ mod tests {
             })
         );
         assert_eq!(Role::from_name("leaf-12"), Some(Role::Leaf(12)));
+        assert_eq!(Role::from_name("branch-3"), Some(Role::Branch(3)));
         assert_eq!(Role::from_name(&Role::Root.name()), Some(Role::Root));
+    }
+
+    #[test]
+    fn leaves_pass_up_to_their_branch_and_branches_to_the_root() {
+        assert_eq!(Role::Leaf(0).parent(), Some(Role::Branch(0)));
+        assert_eq!(Role::Leaf(FANOUT - 1).parent(), Some(Role::Branch(0)));
+        assert_eq!(Role::Leaf(FANOUT).parent(), Some(Role::Branch(1)));
+        assert_eq!(Role::Branch(7).parent(), Some(Role::Root));
+        assert_eq!(Role::Root.parent(), None);
+        let mut branch = AggregatorCore::restore(Role::Branch(1), vec![]);
+        let t = Totals { hosts: 1, clients: 2, players: 2, searching: 0 };
+        let e = branch.handle(0.0, Input::Call(AggregatorCall::Totals { v: 2, from: "leaf-40".into(), totals: t, at: 0.0 }));
+        assert!(e.iter().any(|e| matches!(e, Effect::PassUp { to: Role::Root, .. })));
+        assert_eq!(calls_up(&e), vec![t]);
+    }
+
+    #[test]
+    fn the_totals_kept_up_to_date_are_the_sum_of_the_entries() {
+        let mut leaf = AggregatorCore::restore(Role::Leaf(0), vec![]);
+        let mut at = 0.0;
+        for (sid, hosts, clients) in [("a", 1, 2), ("b", 1, 3), ("a", 1, 5), ("b", 0, 0), ("c", 1, 1), ("a", 0, 0)] {
+            at += 1.0;
+            leaf.handle(at, report(sid, hosts, clients, at));
+            let mut sum = Totals::default();
+            leaf.entries().values().for_each(|e| sum.add(&e.totals));
+            assert_eq!(leaf.totals(), sum);
+        }
+        assert_eq!(leaf.totals().clients, 1);
     }
 }

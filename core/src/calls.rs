@@ -213,6 +213,14 @@ impl Totals {
         self.searching += other.searching;
     }
 
+    /// The inverse of `add` (an entry replaced or forgotten).
+    pub fn sub(&mut self, other: &Totals) {
+        self.hosts -= other.hosts;
+        self.clients -= other.clients;
+        self.players -= other.players;
+        self.searching -= other.searching;
+    }
+
     pub fn of(counts: &SessionCounts) -> Totals {
         Totals {
             hosts: counts.hosts as u64,

@@ -28,7 +28,11 @@ pub struct Settings {
     /// Searches the Matchmaker holds at once; more are refused.
     pub max_searches: usize,
     /// Leaf aggregators the sessions report their figures to (by a hash of
-    /// their id); each passes its totals to the root at most once a second.
+    /// their id). Each passes its totals to its branch (one per 32 leaves),
+    /// each branch to the root, at most once a second: with 1,024 leaves no
+    /// aggregator takes more than about 32 calls a second from the level
+    /// below until a leaf holds some 100,000 sessions' worth of changes
+    /// (`npm run scale`).
     pub aggregators: u32,
     /// Least important log event written (`LOG_LEVEL`, default `info`).
     pub log_level: Level,
@@ -54,10 +58,13 @@ impl Default for Settings {
             rate_bytes_per_second: 1024.0 * 1024.0,
             rate_bytes_burst: 4.0 * 1024.0 * 1024.0,
             max_searches: 10_000,
-            // The load model (`npm run scale`) sizes it: at 100,000 sessions
-            // with the churn it assumes, 32 leaves take about 60 reports a
-            // second each, under the 100/s an object should see.
-            aggregators: 32,
+            // The load model (`npm run scale`) sizes it: with 32 leaves, a
+            // leaf took 90 reports a second (p99) at 100,000 sessions, and
+            // that grows with the sessions; with 1,024 a leaf takes a few, and
+            // the busiest aggregators (the root and the branches) stay at
+            // about 32 whatever the number of sessions. Leaves with no
+            // session cost nothing.
+            aggregators: 1024,
             log_level: Level::DEFAULT,
         }
     }
@@ -72,8 +79,9 @@ pub struct Limits {
     pub bytes_burst: f64,
 }
 
-/// Highest `AGGREGATOR_LEAVES` accepted.
-pub const MAX_AGGREGATORS: u32 = 1024;
+/// Highest `AGGREGATOR_LEAVES` accepted: 32 branches of 32 leaves, so the
+/// root never has more than 32 branches below it.
+pub const MAX_AGGREGATORS: u32 = crate::aggregator::FANOUT * crate::aggregator::FANOUT;
 
 /// Highest `MAX_CLIENTS` accepted: client ids must stay readable and a linked
 /// group's id space small.

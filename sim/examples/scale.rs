@@ -9,8 +9,8 @@
 //!
 //! Options: `--sessions N[,N...]` (default 100000; `--curve` is
 //! 1000,10000,100000), `--design today|before|both` (default both: the two
-//! accountings of one run), `--aggregators N|auto` (default: the settings'
-//! 32; `auto` is one leaf per 3,125 sessions), `--minutes M` (measured, default
+//! accountings of one run), `--aggregators N|auto` (leaves; default: the
+//! settings' 1,024; `auto` is one leaf per 3,125 sessions), `--minutes M` (measured, default
 //! 3), `--warmup S` (seconds of ramp-up, default 60), `--search-share F`
 //! (default 0.3), `--stats-queries F` (host `/stats` queries per session,
 //! default 0), `--seed S`.
@@ -800,7 +800,7 @@ fn run(n: usize, model: Model, opts: &Opts) -> Run {
     let mut meter = d.sim.meter.take().expect("metered");
     meter.finish();
     let mut before = *meter.also.take().expect("kept alongside");
-    let kinds = [Kind::Matchmaker, Kind::Root, Kind::Leaf, Kind::Session];
+    let kinds = [Kind::Matchmaker, Kind::Root, Kind::Branch, Kind::Leaf, Kind::Session];
     let today_p: BTreeMap<Kind, (u32, u32, u32)> = kinds.iter().map(|&k| (k, meter.percentiles(k))).collect();
     let before_p: BTreeMap<Kind, (u32, u32, u32)> = kinds.iter().map(|&k| (k, before.percentiles(k))).collect();
     // The churn stops: a few seconds later `/stats` must be exact.
@@ -865,14 +865,15 @@ fn report(r: &mut Run, show: Show) {
         r.looking_mean
     );
     println!("   calls/s into one object, p50/p99/max of 1 s windows:");
-    println!("   {:<24} {:>14} {:>14} {:>14} {:>14}", "design", "matchmaker", "root", "leaf", "session");
+    println!("   {:<24} {:>14} {:>14} {:>14} {:>14} {:>14}", "design", "matchmaker", "root", "branch", "leaf", "session");
     let row = |name: &str, p: &BTreeMap<Kind, (u32, u32, u32)>, before: bool| {
         let agg = |k| if before { "-".to_string() } else { triple(p[&k]) };
         println!(
-            "   {:<24} {:>14} {:>14} {:>14} {:>14}",
+            "   {:<24} {:>14} {:>14} {:>14} {:>14} {:>14}",
             name,
             triple(p[&Kind::Matchmaker]),
             agg(Kind::Root),
+            agg(Kind::Branch),
             agg(Kind::Leaf),
             triple(p[&Kind::Session])
         );
@@ -971,19 +972,20 @@ fn main() {
     println!();
     println!("curve: p99 calls/s into the busiest object of each kind (1 s windows)");
     println!(
-        "  {:>9} {:>6} {:<24} {:>10} {:>6} {:>6} {:>8} {:>10} {:>7}",
-        "sessions", "leaves", "design", "matchmaker", "root", "leaf", "session", "mm p99 s", "wall s"
+        "  {:>9} {:>6} {:<24} {:>10} {:>6} {:>6} {:>6} {:>8} {:>10} {:>7}",
+        "sessions", "leaves", "design", "matchmaker", "root", "branch", "leaf", "session", "mm p99 s", "wall s"
     );
     for r in runs.iter_mut() {
         let lat = pct(&mut r.link_latency, 0.99) / SEC;
         if opts.show != Show::Before {
             println!(
-                "  {:>9} {:>6} {:<24} {:>10} {:>6} {:>6} {:>8} {:>10.2} {:>7.1}",
+                "  {:>9} {:>6} {:<24} {:>10} {:>6} {:>6} {:>6} {:>8} {:>10.2} {:>7.1}",
                 thousands(r.sessions),
                 r.aggregators,
                 "today",
                 r.today[&Kind::Matchmaker].1,
                 r.today[&Kind::Root].1,
+                r.today[&Kind::Branch].1,
                 r.today[&Kind::Leaf].1,
                 r.today[&Kind::Session].1,
                 lat,
@@ -992,11 +994,12 @@ fn main() {
         }
         if opts.show != Show::Today {
             println!(
-                "  {:>9} {:>6} {:<24} {:>10} {:>6} {:>6} {:>8} {:>10.2} {:>7.1}",
+                "  {:>9} {:>6} {:<24} {:>10} {:>6} {:>6} {:>6} {:>8} {:>10.2} {:>7.1}",
                 thousands(r.sessions),
                 "-",
                 "before (1.1.0, approx.)",
                 r.before[&Kind::Matchmaker].1,
+                "-",
                 "-",
                 "-",
                 r.before[&Kind::Session].1,
@@ -1010,10 +1013,11 @@ fn main() {
     let last = runs.iter().max_by_key(|r| r.sessions).expect("one run at least");
     let (p, what) = if opts.show == Show::Before { (&last.before, " (1.1.0 accounting)") } else { (&last.today, "") };
     println!(
-        "busiest{what} at {}: matchmaker p99 {}/s, root p99 {}/s, leaf p99 {}/s, session p99 {}/s",
+        "busiest{what} at {}: matchmaker p99 {}/s, root p99 {}/s, branch p99 {}/s, leaf p99 {}/s, session p99 {}/s",
         thousands(last.sessions),
         p[&Kind::Matchmaker].1,
         p[&Kind::Root].1,
+        p[&Kind::Branch].1,
         p[&Kind::Leaf].1,
         p[&Kind::Session].1
     );
@@ -1037,13 +1041,14 @@ fn targets(runs: &mut [Run], model: &Model) {
                 mark(mm <= 300),
                 model.searches_per_s(100_000)
             );
-            let others = [Kind::Root, Kind::Leaf, Kind::Session].map(|k| r.today[&k].1);
+            let others = [Kind::Root, Kind::Branch, Kind::Leaf, Kind::Session].map(|k| r.today[&k].1);
             println!(
-                "  {} at 100,000 sessions every other object takes at most 100 calls/s (p99): root {}/s, leaf {}/s, session {}/s",
+                "  {} at 100,000 sessions every other object takes at most 100 calls/s (p99): root {}/s, branch {}/s, leaf {}/s, session {}/s",
                 mark(others.iter().all(|&x| x <= 100)),
                 others[0],
                 others[1],
-                others[2]
+                others[2],
+                others[3]
             );
         }
         None => println!("  [not measured] the 100,000-session targets (add 100000 to --sessions)"),
@@ -1052,7 +1057,7 @@ fn targets(runs: &mut [Run], model: &Model) {
     let large = runs.iter().find(|r| r.sessions == 100_000).map(|r| (r.today.clone(), r.aggregators));
     match (small, large) {
         (Some((s, sa)), Some((l, la))) => {
-            let kinds = [(Kind::Root, "root"), (Kind::Leaf, "leaf"), (Kind::Session, "session")];
+            let kinds = [(Kind::Root, "root"), (Kind::Branch, "branch"), (Kind::Leaf, "leaf"), (Kind::Session, "session")];
             let grown: Vec<&str> = kinds.iter().filter(|(k, _)| grew(s[k].1, l[k].1)).map(|(_, n)| *n).collect();
             let detail: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {} -> {}", s[k].1, l[k].1)).collect();
             println!(

@@ -10,6 +10,7 @@ use crate::physics::ObjectId;
 pub enum Kind {
     Matchmaker,
     Root,
+    Branch,
     Leaf,
     Session,
 }
@@ -20,6 +21,7 @@ impl Kind {
         match id {
             ObjectId::Matchmaker => Kind::Matchmaker,
             ObjectId::Aggregator(Role::Root) => Kind::Root,
+            ObjectId::Aggregator(Role::Branch(_)) => Kind::Branch,
             ObjectId::Aggregator(Role::Leaf(_)) => Kind::Leaf,
             ObjectId::Session(_) => Kind::Session,
         }

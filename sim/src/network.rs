@@ -114,7 +114,7 @@ impl Sim {
                     self.mm_input(matchmaker::Input::RootAnswer(outcome));
                 }
             }
-            Caller::Leaf(role) => {
+            Caller::Aggregator(role) => {
                 if self.aggregators.get(&role).is_some_and(|a| a.core.is_some()) {
                     self.aggregator_input(role, aggregator::Input::Answer(outcome));
                 }

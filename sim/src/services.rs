@@ -120,9 +120,9 @@ impl Sim {
                         None => agg.entries.remove(&key),
                     };
                 }
-                aggregator::Effect::CallRoot(call) => {
+                aggregator::Effect::PassUp { to, call } => {
                     let from = ObjectId::Aggregator(role);
-                    self.send_call(from, Caller::Leaf(role), ObjectId::Aggregator(Role::Root), Body::Aggregator(call));
+                    self.send_call(from, Caller::Aggregator(role), ObjectId::Aggregator(to), Body::Aggregator(call));
                 }
                 aggregator::Effect::SetAlarm(at) => self.set_alarm(ObjectId::Aggregator(role), at),
                 aggregator::Effect::Log(e) => self.log.push(e),

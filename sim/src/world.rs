@@ -29,7 +29,7 @@ pub(crate) enum Caller {
     Session(String, CallId),
     Matchmaker(matchmaker::CallId),
     MatchmakerToRoot,
-    Leaf(Role),
+    Aggregator(Role),
     /// A repeated delivery: its answer goes nowhere.
     Nobody,
 }

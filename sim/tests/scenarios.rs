@@ -4,7 +4,7 @@
 
 use askutron_core::session::{Frame, EPHEMERAL};
 use askutron_core::settings::Settings;
-use askutron_core::stats::STATS_DELAY_MS;
+use askutron_core::stats::{STATS_DELAY_MS, STATS_LAG_MS};
 use askutron_core::wire::{Close, CLOSE_BINARY, CLOSE_HOST_UNAVAILABLE, CLOSE_RATE_LIMITED, CLOSE_TOO_BIG};
 use askutron_sim::objects::Op;
 use askutron_sim::{loopback, Config, Network, Sim, Sock};
@@ -176,7 +176,7 @@ fn reconnect_false_ends_the_session_when_the_host_leaves() {
     assert_eq!(sim.closed(&c), close_of(4004, "session closed"));
     assert!(sim.log.iter().any(|e| e.name == "session_ended"));
     // Its figures still have to be taken back; then nothing is left stored.
-    sim.advance(2.0 * STATS_DELAY_MS);
+    sim.advance(STATS_LAG_MS);
     let slot = &sim.sessions["nr"];
     assert!(slot.record.is_none() && slot.owed.is_none() && slot.life.alarm.is_none(), "{:?}", slot.owed);
 }
@@ -504,14 +504,14 @@ fn stats_are_batched_and_answered_relay_wide() {
     );
     sim.advance(STATS_DELAY_MS);
     sim.send(&h2, "/join-session master");
-    sim.advance(2.0 * STATS_DELAY_MS);
+    sim.advance(STATS_LAG_MS);
     sim.send(&h, "/stats");
     assert_eq!(
         sim.frames(&h),
         vec![r#"!stats {"numHostsOnline":2,"numHostsLookingForSession":1,"numClientsOnline":3,"numPlayers":3}"#]
     );
     sim.close(&h, 1001);
-    sim.advance(2.0 * STATS_DELAY_MS);
+    sim.advance(STATS_LAG_MS);
     sim.send(&h2, "/stats");
     assert_eq!(
         sim.frames(&h2).last().unwrap(),
@@ -853,7 +853,7 @@ fn a_searching_session_that_ends_leaves_the_pool_and_the_figures() {
     sim.send(&b, "/join-session master");
     let (c, _, _) = room(&mut sim, "c", 0);
     sim.send(&c, "/join-session slave id=nobody");
-    sim.advance(3.0 * STATS_DELAY_MS);
+    sim.advance(STATS_LAG_MS);
     assert_eq!(
         sim.stats(),
         r#"{"numHostsOnline":3,"numHostsLookingForSession":3,"numClientsOnline":1,"numPlayers":1}"#
@@ -863,7 +863,7 @@ fn a_searching_session_that_ends_leaves_the_pool_and_the_figures() {
     for h in [&a, &b] {
         sim.close(h, 1000);
     }
-    sim.advance(Settings::default().reconnect_ms + 3.0 * STATS_DELAY_MS);
+    sim.advance(Settings::default().reconnect_ms + STATS_LAG_MS);
     assert!(sim.mm.searches.is_empty(), "{:?}", sim.mm.searches.keys().collect::<Vec<_>>());
     assert_eq!(
         sim.stats(),

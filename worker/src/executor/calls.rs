@@ -11,7 +11,7 @@ use worker::{Delay, Env, Result, Stub};
 
 use crate::glue::{aggregator_stub, call, call_named, matchmaker_stub, session_stub};
 use askutron_core::aggregator::Role;
-use askutron_core::calls::Outcome;
+use askutron_core::calls::{AggregatorCall, Outcome};
 use askutron_core::session::{CallBody, Peer};
 
 /// A call that gets no answer within this time has failed: the core sends
@@ -37,6 +37,13 @@ pub fn aggregator_name(peer: &Peer) -> Option<String> {
     }
 }
 
+/// One aggregator's call to the next one up the tree (its parent, by name).
+pub async fn send_up(env: &Env, to: Role, call: &AggregatorCall) -> Outcome {
+    let name = to.name();
+    let request = async { call_named(aggregator_stub(env, &name)?, &name, call).await };
+    within_time_limit(request).await
+}
+
 /// Makes one call to `peer` and waits for its answer, or for the time limit.
 pub async fn send(env: &Env, peer: &Peer, body: &CallBody) -> Outcome {
     let stub = stub(env, peer);
@@ -50,6 +57,11 @@ pub async fn send(env: &Env, peer: &Peer, body: &CallBody) -> Outcome {
             (CallBody::Matchmaker(c), _) => call(stub, c).await,
         }
     };
+    within_time_limit(request).await
+}
+
+/// A call's answer, or its failure once [`CALL_TIMEOUT_MS`] has passed.
+async fn within_time_limit(request: impl Future<Output = Result<(u16, String)>>) -> Outcome {
     let timeout = Delay::from(std::time::Duration::from_millis(CALL_TIMEOUT_MS));
     match select(Box::pin(request), timeout).await {
         Either::Left((Ok((status, body)), _)) => Outcome::Status(status, body),

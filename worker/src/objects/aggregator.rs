@@ -1,6 +1,8 @@
 //! An Aggregator Durable Object: a leaf (`leaf-<n>`) that sums the figures
-//! of the sessions that report to it and passes its totals up, or the root
-//! (`root`) that sums the leaves' and the Matchmaker's and answers `/stats`.
+//! of the sessions that report to it and passes its totals up to its branch,
+//! a branch (`branch-<n>`) that sums its leaves' and passes them to the root,
+//! or the root (`root`) that sums the branches' and the Matchmaker's and
+//! answers `/stats`.
 //! It turns calls and its alarm into `AggregatorCore` inputs and carries out
 //! the effects.
 
@@ -15,13 +17,12 @@ use worker::{Env, State};
 
 use crate::executor::aggregator_store::AggregatorStore;
 use crate::executor::alarm::set_alarm;
-use crate::executor::calls::send;
+use crate::executor::calls::send_up;
 use crate::glue::{self, body_text, is_internal, now, text};
 use crate::log::emit_event;
 use askutron_core::aggregator::{AggregatorCore, Effect, Input, Role};
 use askutron_core::calls::AggregatorCall;
 use askutron_core::journal::{Event, Level};
-use askutron_core::session::{CallBody, Peer};
 
 #[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
 pub struct Aggregator {
@@ -37,7 +38,8 @@ struct Inner {
     lifecycle: bool,
     store: AggregatorStore,
     core: RefCell<Option<AggregatorCore>>,
-    up: RefCell<Option<AggregatorCall>>,
+    /// The totals to pass up, and to which aggregator (this one's parent).
+    up: RefCell<Option<(Role, AggregatorCall)>>,
     alarm: Cell<Option<Option<f64>>>,
 }
 
@@ -115,7 +117,7 @@ impl Inner {
             match effect {
                 Effect::Respond { status, body } => answer = Some((status, body)),
                 Effect::Save { key, entry } => written &= self.store.save(key, entry),
-                Effect::CallRoot(call) => *self.up.borrow_mut() = Some(call),
+                Effect::PassUp { to, call } => *self.up.borrow_mut() = Some((to, call)),
                 Effect::SetAlarm(at) => self.alarm.set(Some(at)),
                 Effect::Log(event) => emit_event(self.log_level, &event),
             }
@@ -134,8 +136,8 @@ impl Inner {
             }
         }
         let up = self.up.borrow_mut().take();
-        if let Some(call) = up {
-            let outcome = send(&self.env, &Peer::Root, &CallBody::Aggregator(call)).await;
+        if let Some((to, call)) = up {
+            let outcome = send_up(&self.env, to, &call).await;
             self.step(None, Input::Answer(outcome));
             if let Some(at) = self.alarm.take() {
                 let _ = set_alarm(&self.state, at).await;
