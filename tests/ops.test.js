@@ -82,24 +82,47 @@ test('GET /stats is the JSON of !stats', async () => {
   h.close();
 });
 
-test('the figures travel a tree of aggregators: /stats is exact over sessions reporting to several leaves', async () => {
-  // A relay of its own, so that no other test's sessions are counted: four
-  // leaves (TEST_VARS), twelve sessions hashed over them, the root's totals.
-  const tree = await startRelay({ vars: { LOG_LIFECYCLE: 'true' } });
+/**
+ * The leaf a session reports to, as `core/src/stats.rs` picks it: FNV-1a
+ * (64 bits) of its id, modulo the number of leaves.
+ */
+function leafOf(sid, leaves) {
+  let h = 0xcbf29ce484222325n;
+  for (const byte of Buffer.from(sid, 'utf8')) h = BigInt.asUintN(64, (h ^ BigInt(byte)) * 0x100000001b3n);
+  return Number(h % BigInt(leaves));
+}
+
+test('the figures travel a tree of aggregators: /stats is exact over sessions reporting through leaves and two branches', async () => {
+  // A relay of its own, so that no other test's sessions are counted. With
+  // 64 leaves there are two branches (32 leaves each); the session ids are
+  // chosen so that each branch hears from three leaves.
+  const LEAVES = 64;
+  const tree = await startRelay({ vars: { AGGREGATOR_LEAVES: String(LEAVES), LOG_LIFECYCLE: 'true' } });
   try {
+    const ids = [];
+    const perBranch = [new Set(), new Set()];
+    for (let i = 0; ids.length < 12; i++) {
+      const sid = `tree-${i}`;
+      const leaf = leafOf(sid, LEAVES);
+      const branch = perBranch[Math.floor(leaf / 32)];
+      if (branch.size < 6 && !branch.has(leaf)) {
+        branch.add(leaf);
+        ids.push(sid);
+      }
+    }
     const hosts = [];
     const clients = [];
-    for (let i = 0; i < 12; i++) {
-      const h = await host(tree);
+    for (const [i, sid] of ids.entries()) {
+      const h = await host(tree, `id=${sid}`);
       for (let c = 0; c < i % 3; c++) clients.push(await join(tree, h));
       hosts.push(h);
     }
     const read = async () => checkStats((await get(tree, '/stats')).body);
     await pollUntil(read, (s) => s.numHostsOnline === 12 && s.numClientsOnline === 12 && s.numPlayers === 12,
       { what: 'GET /stats counting 12 hosts and 12 clients' });
-    const leaves = new Set([...tree.output.matchAll(/lifecycle: aggregator (leaf-\d+) loaded/g)].map((m) => m[1]));
-    assert.ok(leaves.size >= 2, `reports reached ${[...leaves].join(', ') || 'no leaf'}: the tree was not exercised`);
-    assert.match(tree.output, /lifecycle: aggregator root loaded/);
+    const loaded = new Set([...tree.output.matchAll(/lifecycle: aggregator (\S+) loaded/g)].map((m) => m[1]));
+    const expected = ['root', 'branch-0', 'branch-1', ...[...perBranch[0], ...perBranch[1]].map((l) => `leaf-${l}`)];
+    assert.deepEqual([...loaded].sort(), expected.sort(), 'every aggregator on the way of the reports, and no other');
     // Exact once churn stops: every host gone, every figure back to zero.
     for (const p of [...clients, ...hosts]) p.close();
     await pollUntil(read, (s) => s.numHostsOnline === 0 && s.numClientsOnline === 0 && s.numPlayers === 0,

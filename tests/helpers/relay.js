@@ -105,7 +105,7 @@ export const TEST_VARS = Object.freeze({ AGGREGATOR_LEAVES: '4' });
  *  - `vars`: Worker variables (`--var`); `env`: extra environment variables.
  *    The repository's relay (no `config`) runs with TEST_VARS first, so the
  *    tests exercise a tree of several aggregators rather than one leaf's worth
- *    of traffic over 32 (a test's `vars` can override them).
+ *    of traffic over 1,024 (a test's `vars` can override them).
  *  - `traces`: false turns off the trace collector wrangler dev attaches to
  *    the Worker (a tail worker storing every event in SQLite: dev-only work
  *    per WebSocket event that production does not do); default on, as
