@@ -208,6 +208,14 @@ export async function startRelay({ config, prebuilt, vars = {}, env = {}, traces
   died.catch(() => {});
   try {
     await Promise.race([relay.waitForOutput(/Ready on http/, 1, 180_000), died]);
+    // wrangler prints "Ready" when its proxy listens, which may be before the
+    // runtime behind it takes requests (seen on a loaded machine: the first
+    // upgrade refused). Any answer below 500 means the Worker itself answered.
+    await Promise.race([pollUntil(
+      () => fetch(`${relay.url}/health`).then(async (r) => { await r.body?.cancel(); return r.status; }, () => 599),
+      (status) => status < 500,
+      { everyMs: 50, timeoutMs: 60_000, what: `an answer from the Worker behind ${relay.url}` },
+    ), died]);
   } catch (e) {
     await relay.stop();
     throw e;
