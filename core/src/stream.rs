@@ -48,13 +48,24 @@ pub struct Stream {
     pub forgotten: u64,
     /// As stored: numbers up to this may have been used after the last time
     /// the stream was stored. `None` once the stream was stored with nothing
-    /// to fear (its socket had left, or everything was acknowledged).
+    /// to fear (its socket had left: nothing more is sent or received).
     #[serde(default)]
     pub reserved: Option<u64>,
-    /// In memory: the object lost its memory since this stream was stored
-    /// with a reservation; numbers from `sent + 1` to here are unaccounted for.
-    #[serde(skip)]
+    /// The object lost its memory since this stream was stored with a
+    /// reservation; numbers in this range are unaccounted for, and the
+    /// socket has not resumed since. Stored too: a stream stored after a
+    /// reset and before its socket's resume (settled, without a reservation)
+    /// must still tell that resume of the reset, however many follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unaccounted: Option<(u64, u64)>,
+    /// In memory: `received` as last stored. A `␁ack` answers this, not
+    /// `received`: the socket forgets what the relay acknowledges, and a
+    /// reset loses what was received since the last store, so a resume
+    /// after a reset (`␁resume <m> reset`) must never name a number below
+    /// one already acknowledged (the socket could not send those frames
+    /// again, and its numbering and the relay's would part for good).
+    #[serde(skip)]
+    pub durable: u64,
 }
 
 /// What a resume gets.
@@ -71,9 +82,11 @@ impl Stream {
     /// socket is still connected, so the object was only evicted (which waits
     /// for the last store) and nothing was lost.
     pub fn restored(mut self, socket_alive: bool) -> Self {
+        self.durable = self.received;
         if let Some(reserved) = self.reserved.filter(|_| !socket_alive) {
             if reserved > self.sent {
-                self.unaccounted = Some((self.sent + 1, reserved));
+                let from = self.unaccounted.map_or(self.sent + 1, |(from, _)| from);
+                self.unaccounted = Some((from, reserved));
                 self.sent = reserved;
             }
         }
@@ -129,7 +142,7 @@ impl Stream {
     /// before the next store (`settled`: its socket left, nothing more will be).
     pub fn to_store(&self, settled: bool) -> Stream {
         let reserved = (!settled).then_some(self.sent + RESERVED);
-        Stream { reserved, unaccounted: None, ..self.clone() }
+        Stream { reserved, ..self.clone() }
     }
 }
 

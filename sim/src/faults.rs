@@ -44,10 +44,12 @@ impl Sim {
 
     /// The runtime drops an idle object's memory (hibernation): the next
     /// event rebuilds it from storage and the sockets' attachments. An
-    /// object with calls under way is not idle.
+    /// object with calls under way is not idle, nor one whose resume streams
+    /// await their store (its alarm is due within a second; the runtime
+    /// hibernates only after seconds without an event).
     pub fn evict(&mut self, sid: &str) {
         let Some(slot) = self.sessions.get_mut(sid) else { return };
-        if slot.core.as_ref().is_some_and(|c| c.calls_in_flight() > 0) {
+        if slot.core.as_ref().is_some_and(|c| c.calls_in_flight() > 0 || c.streams_unstored()) {
             return;
         }
         self.now += 1.0;

@@ -4,6 +4,7 @@
 
 use askutron_core::stream::{RESERVED, WINDOW_BYTES};
 use askutron_core::wire::ext;
+use askutron_sim::objects::Op;
 use askutron_sim::{loopback, ObjectId, Sim, Sock};
 
 /// `␁`-lines and the rest, apart.
@@ -86,6 +87,10 @@ fn frames_the_relay_handled_are_not_sent_again() {
     let (h, secret, clients) = room(&mut sim, "r", 1);
     sim.send(&h, "1: a");
     sim.send(&h, "1: b");
+    // Acknowledged once stored (within a second): see the reset scenarios.
+    sim.send(&h, &ext::ack(0));
+    assert_eq!(sim.frames(&h), vec![ext::ack(0)]);
+    sim.advance(1_000.0);
     sim.send(&h, &ext::ack(0));
     assert_eq!(sim.frames(&h), vec![ext::ack(2)]);
     assert_eq!(sim.frames(&clients[0]), vec!["a", "b"]);
@@ -187,4 +192,109 @@ fn a_socket_whose_heartbeat_stopped_is_closed_when_the_object_wakes() {
     assert!(sim.is_open(&h) && sim.is_open(&clients[0]));
     assert_eq!(sim.closed(&clients[1]).map(|c| (c.code, c.reason)), Some((4005, "no heartbeat")));
     assert_eq!(sim.frames(&h).last().unwrap(), "1: wakes it");
+}
+
+// Found by sim/tests/resume_properties.rs (seeds 0, 1, 29, 59, 141, 5 before
+// each fix): a reset must never make the relay's count of a socket's frames,
+// or its own numbering, go back on what it already told the socket.
+
+#[test]
+fn a_reset_never_resumes_below_an_acknowledgement() {
+    let mut sim = loopback(8);
+    let (h, secret, _clients) = room(&mut sim, "r", 1);
+    sim.send(&h, "1: a");
+    sim.advance(1_000.0);
+    sim.send(&h, "1: b");
+    sim.send(&h, &ext::ack(0));
+    // `b` is handled but not yet stored: only `a` is acknowledged, since the
+    // socket forgets what is acknowledged and a reset would lose `b`'s count.
+    assert_eq!(sim.frames(&h), vec![ext::ack(1)]);
+    sim.reset(&ObjectId::Session("r".into()));
+    let h2 = sim.host(&format!("id=r&secret={secret}&resume=1&have=0")).unwrap();
+    assert_eq!(sim.frames(&h2)[2], ext::resume(1, true), "b is sent again: at least once");
+}
+
+#[test]
+fn a_stream_is_stored_as_its_socket_connects() {
+    let mut sim = loopback(8);
+    let (h, _, _) = room(&mut sim, "r", 0);
+    let c = sim.client("r", "client=u1&resume=1").unwrap();
+    sim.send(&c, "x");
+    assert_eq!(sim.frames(&h), vec!["connected: 1", "1: x"]);
+    // Within the stream's first second: it was stored as it came, so the
+    // resume knows a reset may have lost what was handled (not `␁resume 0`
+    // of a stream never heard of, which would deliver `x` twice unflagged).
+    sim.advance(10.0); // (socket tokens come from the clock)
+    sim.reset(&ObjectId::Session("r".into()));
+    let back = sim.client("r", "client=u1&resume=1&have=0").unwrap();
+    assert_eq!(sim.frames(&back)[0], ext::resume(0, true));
+}
+
+#[test]
+fn a_stream_that_comes_back_is_stored_with_a_reservation_again() {
+    let mut sim = loopback(8);
+    let (h, _, clients) = room(&mut sim, "r", 1);
+    sim.advance(2_000.0);
+    sim.close(&clients[0], 1006); // its stream is stored settled
+    let c = sim.client("r", "client=u1&resume=1&have=0").unwrap();
+    sim.frames(&c);
+    sim.send(&h, "1: y");
+    assert_eq!(sim.frames(&c), vec!["y"]);
+    sim.advance(10.0);
+    sim.reset(&ObjectId::Session("r".into()));
+    let back = sim.client("r", "client=u1&resume=1&have=1").unwrap();
+    let frames = sim.frames(&back);
+    assert_eq!(frames[0], ext::resume(0, true));
+    assert_eq!(frames[1], ext::gap(2, RESERVED), "y's number is not used again");
+}
+
+#[test]
+fn a_reset_is_reported_to_the_socket_however_many_follow() {
+    let mut sim = loopback(8);
+    let (h, secret, clients) = room(&mut sim, "r", 1);
+    sim.send(&h, "1: z");
+    sim.advance(2_000.0);
+    sim.reset(&ObjectId::Session("r".into()));
+    // The object wakes (the host resumes) and stores the client's stream
+    // with nobody connected to it; a second reset follows.
+    let h2 = sim.host(&format!("id=r&secret={secret}&resume=1&have=1")).unwrap();
+    sim.advance(2_000.0);
+    sim.reset(&ObjectId::Session("r".into()));
+    let _ = (h2, clients);
+    let back = sim.client("r", "client=u1&resume=1&have=1").unwrap();
+    let frames = sim.frames(&back);
+    assert_eq!(frames[0], ext::resume(0, true));
+    assert!(frames[1].starts_with(&ext::gap(2, 0)[..ext::gap(2, 0).len() - 1]), "{frames:?}");
+}
+
+#[test]
+fn a_renumbered_stream_is_stored_before_another_reset() {
+    let mut sim = loopback(8);
+    let (_, secret, clients) = room(&mut sim, "r", 1);
+    sim.advance(2_000.0);
+    sim.reset(&ObjectId::Session("r".into()));
+    let h2 = sim.host(&format!("id=r&secret={secret}&resume=1&have=1")).unwrap();
+    let frames = sim.frames(&h2);
+    assert_eq!(frames[3], ext::gap(2, 1 + RESERVED));
+    // Numbered past the reservation (the view after the gap), then reset
+    // again within the second: the new numbers are not used twice.
+    let have = 1 + RESERVED + (frames.len() as u64 - 4);
+    sim.advance(10.0);
+    sim.reset(&ObjectId::Session("r".into()));
+    let h3 = sim.host(&format!("id=r&secret={secret}&resume=1&have={have}")).unwrap();
+    let frames = sim.frames(&h3);
+    assert!(frames[3].starts_with(&format!("{}{} ", ext::MARK, "gap")), "{frames:?}");
+    let _ = clients;
+}
+
+#[test]
+fn a_frame_whose_enqueue_failed_is_asked_for_again() {
+    let mut sim = loopback(8);
+    let (h, _, clients) = room(&mut sim, "r", 1);
+    sim.close(&h, 1006); // the host is away: client frames are queued
+    sim.sessions.get_mut("r").unwrap().fail.insert(Op::Enqueue);
+    sim.send(&clients[0], "not kept");
+    assert_eq!(sim.closed(&clients[0]).map(|c| c.code), Some(1011));
+    let back = sim.client("r", "client=u1&resume=1&have=0").unwrap();
+    assert_eq!(sim.frames(&back)[0], ext::resume(0, false), "the socket sends it again");
 }

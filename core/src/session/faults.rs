@@ -51,6 +51,7 @@ impl SessionCore {
                 match source {
                     // The sender learns that its message was not kept.
                     QueueSource::Client(sender) => {
+                        self.frame_not_handled(now, sender);
                         self.close_and_depart(now, sender, CLOSE_STORAGE_FAILED, out);
                     }
                     // A linked session's message not kept ends that link:

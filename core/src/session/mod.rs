@@ -198,7 +198,16 @@ impl SessionCore {
         // one whose socket vanished unseen may have lost its last second.
         for (key, stream) in streams {
             let alive = core.sockets.values().any(|i| i.stream_key().as_deref() == Some(key.as_str()));
-            core.streams.insert(key, stream.restored(alive));
+            let stream = stream.restored(alive);
+            // Numbering went on past the stored reservation: until a new
+            // one is stored, another reset would restore the old one and
+            // number again what this incarnation sent. Stored with the first
+            // event, before any frame of it can leave.
+            if stream.unaccounted.is_some() {
+                core.streams_dirty.insert(key.clone());
+                core.streams_due = Some(f64::MIN);
+            }
+            core.streams.insert(key, stream);
         }
         core
     }

@@ -82,11 +82,26 @@ impl SessionCore {
         }
         if let Some(n) = ext::parse_ack(text) {
             stream.acked(n);
-            let received = stream.received;
-            out.push(Effect::SendUncounted { to: socket, text: ext::ack(received) });
+            // What survives a reset (see `Stream::durable`); the socket asks
+            // again within a second, after the next store.
+            let durable = stream.durable;
+            out.push(Effect::SendUncounted { to: socket, text: ext::ack(durable) });
             self.stream_changed(now, key);
         }
         true
+    }
+
+    /// The socket's last frame, counted as handled when it came, was not
+    /// kept after all (its enqueue failed). Section 7 counts only what the
+    /// relay relayed, queued or answered: left counted, the resume after the
+    /// sender's close would say `␁resume <m>` past it and the socket would
+    /// forget a message nobody got.
+    pub(super) fn frame_not_handled(&mut self, now: f64, socket: Token) {
+        let Some(key) = self.stream_of(socket) else { return };
+        let Some(stream) = self.streams.get_mut(&key) else { return };
+        stream.received = stream.received.saturating_sub(1);
+        stream.durable = stream.durable.min(stream.received);
+        self.stream_changed(now, key);
     }
 
     /// A socket resumes its stream `key` having every frame up to `have`:
@@ -96,7 +111,7 @@ impl SessionCore {
         let Some(stream) = self.streams.get_mut(key) else {
             self.streams.insert(key.to_string(), Stream::default());
             out.push(Effect::SendUncounted { to: socket, text: ext::resume(0, false) });
-            self.stream_changed(now, key.to_string());
+            self.stream_came_alive(now, key);
             return false;
         };
         stream.trim(now);
@@ -120,8 +135,21 @@ impl SessionCore {
             }
         };
         stream.unaccounted = None;
-        self.stream_changed(now, key.to_string());
+        self.stream_came_alive(now, key);
         gap
+    }
+
+    /// A stream has a live socket again (or for the first time): it is
+    /// stored with this event, not within the second, so that storage holds
+    /// a reservation before any frame is numbered or handled on it. Stored
+    /// settled (its socket had left) or not at all (new), a reset in that
+    /// second would bring it back as it was: the next resume would say
+    /// `␁resume <m>` without `reset` (frames handled twice) and number again
+    /// what had been sent.
+    fn stream_came_alive(&mut self, now: f64, key: &str) {
+        self.stream_changed(now, key.to_string());
+        self.streams_due = Some(now);
+        self.timers_dirty = true;
     }
 
     /// A host that takes over (or makes a session) without `resume=1` starts
@@ -158,11 +186,20 @@ impl SessionCore {
         for key in &keys {
             self.streams_dirty.remove(key);
         }
+        let sockets = &self.sockets;
         let saves = keys
             .into_iter()
             .map(|key| {
-                let live = self.sockets.values().any(|i| i.stream_key().as_deref() == Some(key.as_str()));
-                let stored = self.streams.get(&key).map(|s| s.to_store(!live || !s.unacknowledged()));
+                let live = sockets.values().any(|i| i.stream_key().as_deref() == Some(key.as_str()));
+                // Settled only once its socket left: while it is connected,
+                // frames may be sent and received before the next store, even
+                // when everything so far was acknowledged, and a reset must
+                // then report them (a gap, `reset`) rather than number them
+                // again.
+                let stored = self.streams.get_mut(&key).map(|s| {
+                    s.durable = s.received;
+                    s.to_store(!live)
+                });
                 (key, stored)
             })
             .collect();
@@ -176,6 +213,13 @@ impl SessionCore {
     /// When the streams are next stored.
     pub(super) fn streams_deadline(&self) -> Option<f64> {
         self.streams_due
+    }
+
+    /// Streams changed since they were stored: the object is not idle until
+    /// its alarm stores them (within a second; the runtime hibernates an
+    /// object only after seconds without events).
+    pub fn streams_unstored(&self) -> bool {
+        self.streams_due.is_some()
     }
 
     /// After a wake-up: resume sockets whose heartbeat stopped are dead.
