@@ -411,11 +411,7 @@ describe('across a restart of wrangler dev', () => {
   // `␁gap` for its frames, `␁resume <m> reset` for the socket's, which it
   // may handle twice. So here a stream may jump at an announced gap, and may
   // repeat frames only if its sender was told `reset`; nothing else.
-  test('Node: a host and two clients at 60 Hz both ways; the relay stopped and started again on its stored state', {
-    todo: 'relay bug: streams not yet stored when the object resets (here the restart comes within a second of the first frames) '
-      + 'are answered as unknown: ␁resume 0, no reset, no ␁gap (core/src/session/resume.rs), so the host resends the frames '
-      + 'the relay had handled before the restart and the clients get them twice, on fresh streams',
-  }, async (t) => {
+  test('Node: a host and two clients at 60 Hz both ways; the relay stopped and started again on its stored state', async (t) => {
     const persistTo = mkdtempSync(path.join(tmpdir(), 'relay-state-'));
     later(async () => rmSync(persistTo, { recursive: true, force: true }));
     const port = await freePort();
@@ -509,11 +505,7 @@ describe('the relay speaks section 7 as written (raw sockets)', { concurrency: t
   // uuid) resumes with have=0; the frames it lacks were acknowledged by the
   // socket before, so the relay no longer has them: 7.5 step 3 says ␁gap 1 b
   // and the view afresh.
-  test('7.5: a socket with less than was acknowledged (a new object, have=0) gets ␁gap and the view afresh', {
-    todo: 'relay bug: Stream::resume (core/src/stream.rs) gives a gap only for have < forgotten (frames trimmed from the window); '
-      + 'frames dropped because they were acknowledged are skipped silently, so the socket gets ␁resume and then the next new frame, '
-      + 'which it numbers 1 instead of 3',
-  }, async () => {
+  test('7.5: a socket with less than was acknowledged (a new object, have=0) gets ␁gap and the view afresh', async () => {
     const h = await peer('/session?resume=1');
     const [sessionLine, secretLine] = await h.take(3);
     const sid = sessionLine.slice('session: '.length);
@@ -549,5 +541,63 @@ describe('the relay speaks section 7 as written (raw sockets)', { concurrency: t
     c.send('two');
     assert.equal(await h2.next(), '1: two');
     h2.terminate(); c.terminate();
+  });
+});
+
+// 7.1: the runtime answers `␁ping` without waking the session's object, so a
+// room that only sends heartbeats costs nothing. Idle rooms, each a library
+// host and two library clients (heartbeats every 3 s, the default), are left
+// for three eviction delays. Had a heartbeat woken an object, it would be
+// constructed again during the idle time, or never evicted: either way the
+// count below would differ from one construction per room.
+describe('heartbeats while a room is idle', () => {
+  const ROOMS = 4;
+  const IDLE_MS = 30_000; // about three times workerd's eviction delay
+  let relay;
+  const cleanups = [];
+  after(async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+    await relay?.stop();
+  });
+
+  test('wake no object: no construction while idle, then one per room at its next frame', async (t) => {
+    relay = await startRelay({ vars: { LOG_LIFECYCLE: 'true' } });
+    const LIFECYCLE = /lifecycle: session object constructed/;
+    const sent = [];
+    const WebSocket = spyingWebSocket(sent);
+    const rooms = [];
+    for (let r = 0; r < ROOMS; r++) {
+      const h = new RelayHost({ base: relay.ws, WebSocket });
+      cleanups.push(async () => h.close());
+      const session = next(h, 'session');
+      h.connect();
+      const { sid } = await session;
+      const clients = [];
+      for (let i = 0; i < 2; i++) {
+        const c = new RelayClient(sid, { base: relay.ws, WebSocket });
+        cleanups.push(async () => c.close());
+        const heard = next(h, 'connected');
+        c.connect();
+        clients.push({ c, id: (await heard).client });
+      }
+      rooms.push({ h, clients });
+    }
+    // Every stream stored (at most a second after the last frame), then idle.
+    const before = relay.count(LIFECYCLE);
+    const pings = () => sent.filter((x) => x === `${EXT}ping`).length;
+    const pingsBefore = pings();
+    await sleep(IDLE_MS); // the idle time is the scenario, not a wait for an event
+    const idlePings = pings() - pingsBefore;
+    assert.ok(idlePings >= ROOMS * 3 * (IDLE_MS / 3_000 - 2), `the library sent heartbeats while idle (${idlePings})`);
+    assert.equal(relay.count(LIFECYCLE), before, 'no object was constructed while only heartbeats came');
+    // Barrier: a frame to each room wakes its object, constructed afresh.
+    for (const { h, clients } of rooms) {
+      const got = next(clients[0].c, 'message');
+      h.send(clients[0].id, 'wake up');
+      assert.equal((await got).text, 'wake up');
+    }
+    await relay.waitForOutput(LIFECYCLE, before + ROOMS);
+    assert.equal(relay.count(LIFECYCLE), before + ROOMS, 'each room\'s object had been evicted, and came back once');
+    t.diagnostic(`${idlePings} heartbeats over ${ROOMS} rooms × ${IDLE_MS / 1000} s idle: 0 object wake-ups (0 per idle session-hour)`);
   });
 });

@@ -114,7 +114,12 @@ impl Stream {
     /// (the socket's view then starts afresh after the gap).
     pub fn resume(&self, have: u64) -> Resume {
         let unaccounted = self.unaccounted.is_some_and(|(_, to)| have < to);
-        if (unaccounted || have < self.forgotten) && have < self.sent {
+        // The first frame still held: frames before it left the window,
+        // too old, too many, or acknowledged (a socket may come back with
+        // less than it acknowledged: a new page, another process); either
+        // way the relay no longer has them.
+        let first_held = self.window.front().map_or(self.sent + 1, |k| k.seq);
+        if (unaccounted || have + 1 < first_held) && have < self.sent {
             return Resume::Gap { from: have + 1, to: self.sent };
         }
         Resume::Frames(self.window.iter().filter(|k| k.seq > have).cloned().collect())
@@ -149,6 +154,11 @@ mod tests {
             Resume::Frames(frames) => assert_eq!(frames.iter().map(|k| k.seq).collect::<Vec<_>>(), vec![2, 3]),
             gap => panic!("{gap:?}"),
         }
+        assert_eq!(s.resume(3), Resume::Frames(vec![]));
+        // Less than it acknowledged: frame 1 is gone.
+        assert_eq!(s.resume(0), Resume::Gap { from: 1, to: 3 });
+        s.acked(3);
+        assert_eq!(s.resume(1), Resume::Gap { from: 2, to: 3 });
         assert_eq!(s.resume(3), Resume::Frames(vec![]));
     }
 
