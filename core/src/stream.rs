@@ -55,6 +55,12 @@ pub struct Stream {
     /// with a reservation; numbers from `sent + 1` to here are unaccounted for.
     #[serde(skip)]
     pub unaccounted: Option<(u64, u64)>,
+    /// In memory: the bytes of the frames in `window`, kept as frames come
+    /// and go (summing the window at every frame made a busy stream's cost
+    /// grow with its window: thousands of frames a second, each summing
+    /// thousands).
+    #[serde(skip)]
+    held_bytes: usize,
 }
 
 /// What a resume gets.
@@ -71,6 +77,7 @@ impl Stream {
     /// socket is still connected, so the object was only evicted (which waits
     /// for the last store) and nothing was lost.
     pub fn restored(mut self, socket_alive: bool) -> Self {
+        self.held_bytes = self.window.iter().map(|k| k.text.len()).sum();
         if let Some(reserved) = self.reserved.filter(|_| !socket_alive) {
             if reserved > self.sent {
                 self.unaccounted = Some((self.sent + 1, reserved));
@@ -83,6 +90,7 @@ impl Stream {
     /// Numbers a frame sent on the stream and keeps it; returns its number.
     pub fn sent_frame(&mut self, text: &str, now: f64) -> u64 {
         self.sent += 1;
+        self.held_bytes += text.len();
         self.window.push_back(Kept { seq: self.sent, text: text.to_string(), at: now });
         self.trim(now);
         self.sent
@@ -91,19 +99,20 @@ impl Stream {
     /// The socket has every frame up to `n`.
     pub fn acked(&mut self, n: u64) {
         while self.window.front().is_some_and(|k| k.seq <= n) {
-            self.window.pop_front();
+            if let Some(k) = self.window.pop_front() {
+                self.held_bytes -= k.text.len();
+            }
         }
     }
 
     /// Drops what the window may no longer hold: frames older than
     /// `WINDOW_MS`, and the oldest beyond `WINDOW_BYTES`.
     pub fn trim(&mut self, now: f64) {
-        let mut bytes: usize = self.window.iter().map(|k| k.text.len()).sum();
         while let Some(front) = self.window.front() {
-            if now - front.at <= WINDOW_MS && bytes <= WINDOW_BYTES {
+            if now - front.at <= WINDOW_MS && self.held_bytes <= WINDOW_BYTES {
                 break;
             }
-            bytes -= front.text.len();
+            self.held_bytes -= front.text.len();
             self.forgotten = self.forgotten.max(front.seq);
             self.window.pop_front();
         }
@@ -123,6 +132,19 @@ impl Stream {
             return Resume::Gap { from: have + 1, to: self.sent };
         }
         Resume::Frames(self.window.iter().filter(|k| k.seq > have).cloned().collect())
+    }
+
+    /// Everything up to `to` counts as lost (a resume was told so): what
+    /// follows is numbered after it.
+    pub fn forget_through(&mut self, to: u64) {
+        self.window.clear();
+        self.held_bytes = 0;
+        self.forgotten = to;
+    }
+
+    /// The bytes of the frames held for a resume.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
     }
 
     /// Something sent is not yet acknowledged: the stream must be stored.
@@ -174,6 +196,10 @@ mod tests {
             s.sent_frame(&big, WINDOW_MS + 2.0);
         }
         assert!(s.window.iter().map(|k| k.text.len()).sum::<usize>() <= WINDOW_BYTES);
+        assert_eq!(s.held_bytes(), s.window.iter().map(|k| k.text.len()).sum::<usize>());
+        s.acked(4);
+        assert_eq!(s.held_bytes(), s.window.iter().map(|k| k.text.len()).sum::<usize>());
+        assert_eq!(s.clone().to_store(true).restored(false).held_bytes(), s.held_bytes());
         assert_eq!(s.forgotten, 3);
     }
 
