@@ -6,9 +6,10 @@
 // Hosts here are echo hosts: every `<n>: <msg>` from client n goes back as
 // `<n>: <msg>`, so it reaches the client that sent it.
 import WebSocket from 'ws';
-import { parseHostFrame } from '../client/relay-client.js';
+import { parseHostFrame, RelayHost, RelayClient } from '../client/relay-client.js';
 import { pollUntil, sleep } from '../tests/helpers/relay.js';
 import { percentile } from '../tests/helpers/proc.js';
+import { startProxy } from '../tests/helpers/proxy.js';
 
 /** A percentile of the samples (nearest rank), undefined when there are none. */
 const pct = (xs, p) => (xs.length ? percentile(xs, p) : undefined);
@@ -109,6 +110,44 @@ async function setupSession(base, nClients, keepAlive) {
   await waitConnected(s, nClients);
   return s;
 }
+
+// ---- the client library (client/relay-client.js) ----------------------------
+
+/** The library's sockets: the ws package with the load generator's options. */
+class LibWebSocket extends WebSocket {
+  constructor(url) { super(url, WS_OPTIONS); }
+}
+
+/** Resolves once a library object is open, rejects if it closes for good first. */
+function libOpen(obj) {
+  if (obj.state === 'open') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const on = (e) => {
+      if (e.detail.state === 'open') { obj.removeEventListener('state', on); resolve(); }
+      if (e.detail.state === 'closed') { obj.removeEventListener('state', on); reject(new Error(`closed: ${e.detail.error}`)); }
+    };
+    obj.addEventListener('state', on);
+  });
+}
+
+/**
+ * A library object dressed as the raw sockets the scenarios above drive
+ * (send, onFrame, readyState, terminate), so throughput and latency run
+ * unchanged over RelayHost / RelayClient.
+ */
+function libAdapter(obj) {
+  const a = {
+    lib: obj,
+    onFrame: null,
+    send: (text) => obj.send(text),
+    get readyState() { return obj.state === 'open' ? WebSocket.OPEN : WebSocket.CLOSED; },
+    terminate: () => obj.close(),
+  };
+  obj.addEventListener('message', (e) => a.onFrame?.(e.detail.text));
+  return a;
+}
+
+const libOptions = (resume) => ({ WebSocket: LibWebSocket, resume, maxBufferedMessages: 100_000, maxBufferedBytes: 64 << 20 });
 
 // ---- commands ---------------------------------------------------------------
 
@@ -344,6 +383,127 @@ const commands = {
     } finally {
       s.onLine = null;
     }
+  },
+
+  /**
+   * An echo host made with the client library (resume on or off): every
+   * message from client n goes back to n.
+   */
+  async libHost({ base, resume }) {
+    const h = new RelayHost({ base, ...libOptions(resume) });
+    h.addEventListener('message', (e) => { if (e.detail.client > 0) h.send(e.detail.client, e.detail.text); });
+    const s = { sid: null, group: 'lib', host: libAdapter(h), clients: [], connected: 0 };
+    h.addEventListener('connected', () => { s.connected++; s.connectedWaiter?.(); });
+    const open = libOpen(h);
+    const session = new Promise((resolve) => h.addEventListener('secret', resolve, { once: true }));
+    h.connect();
+    await withTimeout(Promise.all([open, session]), STEP_MS, 'library host open');
+    s.sid = h.sid;
+    sessions.push(s);
+    return { sid: h.sid };
+  },
+
+  async libWaitConnected({ n }) {
+    const s = sessions.find((x) => x.host?.lib);
+    await withTimeout(new Promise((resolve) => {
+      const check = () => { if (s.connected >= n) resolve(); };
+      s.connectedWaiter = check;
+      check();
+    }), STEP_MS, `${n} library clients connected`);
+    return { connected: s.connected };
+  },
+
+  /** `count` library clients of session `sid` (resume on or off), for throughput and latency. */
+  async libClients({ base, sid, count, resume }) {
+    const clients = Array.from({ length: count }, () => new RelayClient(sid, { base, ...libOptions(resume) }));
+    const opened = clients.map(libOpen);
+    for (const c of clients) c.connect();
+    await withTimeout(Promise.all(opened), STEP_MS, 'library clients open');
+    sessions.push({ sid, host: null, clients: clients.map(libAdapter) });
+    return { clients: clients.length };
+  },
+
+  /** What the library objects' resume counters say (summed): resumes, dead, gaps, duplicates. */
+  async libCounters() {
+    const sum = {};
+    for (const s of sessions) {
+      for (const a of [s.host, ...s.clients]) {
+        if (!a?.lib) continue;
+        for (const [k, v] of Object.entries(a.lib.counters)) sum[k] = (sum[k] ?? 0) + v;
+      }
+    }
+    return sum;
+  },
+
+  /**
+   * A silent death, measured: `clients` library clients (resume on) of one
+   * session, each behind its own TCP proxy to `port`, each sending `hz`
+   * frames a second to an echo host (0: idle, heartbeats only). Each round
+   * every proxy blackholes its connection (open, carrying nothing) at a
+   * random moment within `spreadMs`; for each, the time from the cut until
+   * the library declares the connection dead (heartbeat), and until it has
+   * resumed on a new socket. Frames are checked: every echo once, in order.
+   */
+  async deathDetection({ port, clients: n, rounds, hz = 0, spreadMs = 3000, perSession = 8 }) {
+    const base = `ws://127.0.0.1:${port}`;
+    const hosts = [];
+    const peers = [];
+    for (let i = 0; i < n; i++) {
+      if (i % perSession === 0) {
+        // An echo host per `perSession` clients (MAX_CLIENTS is 8).
+        const h = new RelayHost({ base, ...libOptions(true) });
+        h.addEventListener('message', (e) => { if (e.detail.client > 0) h.send(e.detail.client, e.detail.text); });
+        const hOpen = libOpen(h);
+        h.connect();
+        await withTimeout(hOpen, STEP_MS, 'host open'); // after session:, secret: and ␁resume
+        hosts.push(h);
+      }
+      const proxy = await startProxy(port);
+      const c = new RelayClient(hosts.at(-1).sid, { base: proxy.ws, ...libOptions(true) });
+      const p = { c, proxy, sent: 0, next: 0, bad: 0, dead: [], resumed: [] };
+      c.addEventListener('message', (e) => { if (Number(e.detail.text) !== p.next) p.bad++; p.next = Number(e.detail.text) + 1; });
+      c.addEventListener('state', (e) => { if (e.detail.state === 'reconnecting' && /heartbeat/.test(e.detail.detail ?? '')) p.dead.push(performance.now()); });
+      c.addEventListener('resumed', () => p.resumed.push(performance.now()));
+      const open = libOpen(c);
+      c.connect();
+      await withTimeout(open, STEP_MS, 'client open');
+      peers.push(p);
+    }
+    const timer = hz > 0 ? setInterval(() => { for (const p of peers) p.c.send(String(p.sent++)); }, 1000 / hz) : null;
+    const detect = [];
+    const resume = [];
+    try {
+      await sleep(1000);
+      for (let r = 0; r < rounds; r++) {
+        await Promise.all(peers.map(async (p) => {
+          await sleep(Math.random() * spreadMs);
+          const before = p.resumed.length;
+          const at = performance.now();
+          p.proxy.blackhole();
+          await withTimeout((async () => { while (p.resumed.length === before) await sleep(20); })(), 60_000, 'a resume');
+          detect.push(p.dead.at(-1) - at);
+          resume.push(p.resumed.at(-1) - at);
+        }));
+      }
+    } finally {
+      clearInterval(timer);
+    }
+    // Every echo once and in order: wait for the last one.
+    const deadline = Date.now() + 15_000;
+    while (hz > 0 && peers.some((p) => p.next < p.sent) && Date.now() < deadline) await sleep(50);
+    const lost = peers.reduce((a, p) => a + (p.sent - p.next), 0);
+    const bad = peers.reduce((a, p) => a + p.bad, 0);
+    const counters = peers.map((p) => p.c.counters);
+    for (const h of hosts) h.close();
+    for (const p of peers) { p.c.close(); await p.proxy.stop(); }
+    return {
+      samples: detect.length, hz,
+      detectP50: pct(detect, 50), detectP99: pct(detect, 99), detectMax: pct(detect, 100), detectMin: pct(detect, 0),
+      resumeP50: pct(resume, 50), resumeP99: pct(resume, 99), resumeMax: pct(resume, 100),
+      framesSent: peers.reduce((a, p) => a + p.sent, 0), echoesMissing: lost, outOfOrder: bad,
+      gaps: counters.reduce((a, c) => a + c.gaps, 0), duplicatesDropped: counters.reduce((a, c) => a + c.duplicates, 0),
+      resent: counters.reduce((a, c) => a + c.resent, 0),
+    };
   },
 
   /** Keep-alive texts received so far, and when (ms on this process's clock). */

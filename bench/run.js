@@ -3,8 +3,9 @@
 // all under the same `wrangler dev` (workerd), driven by the same load
 // generator (bench/loadgen.js, in child processes), in alternating rounds
 // (relay, peer, bare, relay, peer, bare, …). Then the relay alone: the
-// Matchmaker's capacity, the idle cost of keep-alive and what floods cost
-// (bench/flood.js). Writes
+// Matchmaker's capacity, the idle cost of keep-alive, what floods cost
+// (bench/flood.js) and what heartbeat and resume (PROTOCOL.md section 7)
+// cost and how fast they find a silent death. Writes
 // bench/results.md. Settings: environment variables BENCH_* below.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -47,6 +48,13 @@ const CFG = {
   floodFrames: env('BENCH_FLOOD_FRAMES', 50000), // sent at once by a client, then by a host
   floodSlowMiB: env('BENCH_FLOOD_SLOW_MB', 24), // to a client that does not read (within a host's byte burst)
   floodStreamMiB: env('BENCH_FLOOD_STREAM_MB', 128), // at most, streamed past the byte limit
+  // Heartbeat and resume (relay only), through the client library.
+  resumeRounds: env('BENCH_RESUME_ROUNDS', 2), // off, on, off, on, …
+  resumeThroughputMs: env('BENCH_RESUME_THROUGHPUT_MS', 6000),
+  resumeLatencyMs: env('BENCH_RESUME_LATENCY_MS', 6000),
+  deathClients: env('BENCH_DEATH_CLIENTS', 20), // connections cut at once, each behind its own proxy
+  deathRounds: env('BENCH_DEATH_ROUNDS', 3), // per traffic mode (busy and idle)
+  deathHz: env('BENCH_DEATH_HZ', 20), // frames a second per client in the busy mode
 };
 const LIFECYCLE = /lifecycle: session object constructed/;
 // The relay's per-socket rate limit (1000 frames/s) would cap the host's
@@ -344,6 +352,92 @@ async function keepAlive(w, r) {
   }
 }
 
+/**
+ * What heartbeat and acknowledged resume cost, and what they buy (relay
+ * only, through the client library in both load generators):
+ *  - the same echo throughput and latency as above, over RelayHost /
+ *    RelayClient with resume off and on, in alternating rounds in one
+ *    `wrangler dev` (each round a fresh session and fresh processes);
+ *  - the detection time of a silent death: clients behind TCP proxies that
+ *    blackhole their connection at a random moment, busy (BENCH_DEATH_HZ
+ *    frames a second) and idle (heartbeats only); time from the cut to the
+ *    library declaring the connection dead, and to the resumed socket.
+ */
+async function resume(w, r) {
+  r.rounds = [];
+  for (let i = 0; i < CFG.resumeRounds * 2; i++) {
+    const on = i % 2 === 1;
+    const hostGen = new Loadgen(`loadgen-lib-host-${i}`);
+    const clientGen = new Loadgen(`loadgen-lib-clients-${i}`);
+    const gens = [hostGen, clientGen];
+    try {
+      const { sid } = await hostGen.call('libHost', { base: w.runtimeWs, resume: on });
+      await clientGen.call('libClients', { base: w.runtimeWs, sid, count: CFG.throughputClients, resume: on });
+      await hostGen.call('libWaitConnected', { n: CFG.throughputClients });
+      const run = clientGen.call('throughput', {
+        warmupMs: CFG.throughputWarmupMs, durationMs: CFG.resumeThroughputMs, window: CFG.throughputWindow, size: CFG.messageBytes,
+      });
+      await sleep(CFG.throughputWarmupMs + 100);
+      const meter = meterFor(w, gens);
+      await sleep(CFG.resumeThroughputMs - 200);
+      const cpu = cpuSummary(meter.stop(), gens);
+      const t = await run;
+      const l = await clientGen.call('latency', { rate: CFG.latencyRate, warmupMs: CFG.latencyWarmupMs, durationMs: CFG.resumeLatencyMs, size: CFG.messageBytes });
+      const counters = [await hostGen.call('libCounters'), await clientGen.call('libCounters')];
+      const row = { resume: on, roundTrips: t.answered / t.seconds, leftInFlight: t.leftInFlight, cpu, p50: l.p50, p99: l.p99, max: l.max, lost: l.lost, counters };
+      r.rounds.push(row);
+      log(`  resume ${on ? 'on ' : 'off'}: ${n0(row.roundTrips)} round trips/s, latency p50 ${row.p50?.toFixed(2)} ms, p99 ${row.p99?.toFixed(2)} ms`, fmtCpu(cpu));
+    } finally {
+      await Promise.all(gens.map((g) => g.stop()));
+    }
+  }
+  const med = (on, f) => median(r.rounds.filter((x) => x.resume === on).map(f));
+  r.throughputRatio = med(true, (x) => x.roundTrips) / med(false, (x) => x.roundTrips);
+  r.p99Ratio = med(true, (x) => x.p99) / med(false, (x) => x.p99);
+  log(`  resume on ÷ off: throughput ${r.throughputRatio.toFixed(3)}×, p99 ${r.p99Ratio.toFixed(3)}×`);
+  r.death = {};
+  for (const [mode, hz] of [['busy', CFG.deathHz], ['idle', 0]]) {
+    const gen = new Loadgen(`loadgen-death-${mode}`);
+    try {
+      log(`  silent deaths, ${mode}: ${CFG.deathClients} clients × ${CFG.deathRounds} rounds${hz ? ` at ${hz} frames/s each` : ' (heartbeats only)'}`);
+      const d = await gen.call('deathDetection', { port: w.runtimePort, clients: CFG.deathClients, rounds: CFG.deathRounds, hz });
+      r.death[mode] = d;
+      log(`    dead after p50 ${ms(d.detectP50)}, p99 ${ms(d.detectP99)}, max ${ms(d.detectMax)}; resumed after p50 ${ms(d.resumeP50)}, p99 ${ms(d.resumeP99)};`,
+        `${d.framesSent} frames, ${d.echoesMissing} missing, ${d.outOfOrder} out of order, ${d.gaps} gaps`);
+    } finally {
+      await gen.stop();
+    }
+  }
+}
+
+function resumeReport(rs) {
+  if (!rs) return '_not run_';
+  if (rs.error) return `**failed**: ${rs.error.split('\n')[0]}`;
+  const on = rs.rounds.filter((x) => x.resume);
+  const off = rs.rounds.filter((x) => !x.resume);
+  const vals = (xs, f, fmt) => xs.map((x) => fmt(f(x))).join(' · ');
+  const verdict = (ok) => (ok ? 'met' : '**missed**');
+  const death = (d) => `dead after p50 **${ms(d.detectP50)}**, p99 **${ms(d.detectP99)}**, max ${ms(d.detectMax)} (min ${ms(d.detectMin)}); resumed after p50 ${ms(d.resumeP50)}, p99 ${ms(d.resumeP99)}, max ${ms(d.resumeMax)}; ${d.samples} deaths; ${n0(d.framesSent)} frames echoed, ${d.echoesMissing} missing, ${d.outOfOrder} out of order, ${d.gaps} gaps, ${n0(d.resent)} resent, ${n0(d.duplicatesDropped)} duplicates dropped`;
+  const worst = Math.max(...Object.values(rs.death).map((d) => d.detectP99 ?? Infinity));
+  return `| | resume off | resume on | on ÷ off (medians) | target |
+|---|---|---|---|---|
+| **Throughput**, 1 session, ${CFG.throughputClients} library clients × ${CFG.throughputWindow} in flight: round trips/s | ${vals(off, (x) => x.roundTrips, n0)} | ${vals(on, (x) => x.roundTrips, n0)} | **${rs.throughputRatio.toFixed(2)}×** | ≥ 0.95×: ${verdict(rs.throughputRatio >= 0.95)} |
+| **Latency** p99 at ${CFG.latencyRate} msg/s | ${vals(off, (x) => x.p99, (v) => v?.toFixed(2))} ms | ${vals(on, (x) => x.p99, (v) => v?.toFixed(2))} ms | **${rs.p99Ratio.toFixed(2)}×** | (lower is better) |
+|   … p50 | ${vals(off, (x) => x.p50, (v) => v?.toFixed(2))} ms | ${vals(on, (x) => x.p50, (v) => v?.toFixed(2))} ms | | |
+| workerd CPU during throughput (busiest thread) | ${vals(off, (x) => x.cpu.workerd, pct)} (${vals(off, (x) => x.cpu.workerdThread, pct)}) | ${vals(on, (x) => x.cpu.workerd, pct)} (${vals(on, (x) => x.cpu.workerdThread, pct)}) | | |
+| **Silent death**, busy (${CFG.deathHz} frames/s per client) | — | ${death(rs.death.busy)} | | p99 ≤ 10 s: ${verdict(rs.death.busy.detectP99 <= 10_000)} |
+| **Silent death**, idle (heartbeats only) | — | ${death(rs.death.idle)} | | p99 ≤ 10 s: ${verdict(rs.death.idle.detectP99 <= 10_000)} |
+
+Values are "round 1 · round 2 · …" (off and on alternate: off, on, off, on, … each a fresh session and fresh
+load-generator processes in one \`wrangler dev\`). Both columns go through the client library
+(client/relay-client.js over the \`ws\` package), so the ratio is the extension's own cost: the relay numbering,
+keeping and acknowledging frames, the library numbering and keeping its own, a \`␁ping\` per socket every 3 s and
+an \`␁ack\` each way about once a second. A silent death is a TCP proxy that stops carrying the connection's data
+both ways without closing it; the library finds it when nothing came for 6 s (\`heartbeatTimeoutMs\`), so a busy
+connection is found about 6 s after the cut and an idle one 3–6 s after (its last \`␁pong\` was up to 3 s old),
+and resumes after the first back-off (0.25–0.5 s). Worst p99: ${ms(worst)}.`;
+}
+
 /** `wrangler deploy --dry-run --outdir`: the bundle as it would be uploaded. */
 function dryRunBundle(config) {
   const out = mkdtempSync(path.join(tmpdir(), 'bench-bundle-'));
@@ -562,6 +656,10 @@ about one eviction delay of wake time.
 
 ${floodReport(extra.flood, CFG)}
 
+## Heartbeat and resume (relay only; PROTOCOL.md section 7)
+
+${resumeReport(extra.resume)}
+
 ## Every run
 
 | worker | round | many sessions | workerd RSS before → connected → idle (MiB) | after idle: one message per session | idle scenario (${CFG.idleSessions} sessions × ${CFG.idleClients} clients, ${CFG.idleMs / 1000} s pause) | |
@@ -603,13 +701,14 @@ means workerd is the limit; a load-generator process well below 100% has time to
   counted in wrangler's output), then one message each again, all at once: that round trip's p50.
 - **Upload**: each worker's whole upload as \`wrangler deploy --dry-run --outdir\` writes it, gzip -9 per file
   (relay: ${b.relay.files.join(', ')}; wrangler says ${b.relay.wranglerSays}; PartyServer: ${b.peer.wranglerSays}; bare: ${b.bare.wranglerSays}).
-- **Matchmaker**, **keep-alive** and **floods**: see their sections; each runs once in its own \`wrangler dev\`.
+- **Matchmaker**, **keep-alive**, **floods** and **heartbeat and resume**: see their sections; each runs once in its own \`wrangler dev\`.
 
 Run it again with \`npm run bench\`. Settings: BENCH_ROUNDS, BENCH_SESSIONS, BENCH_CLIENTS, BENCH_PROCS,
 BENCH_CONCURRENCY, BENCH_THROUGHPUT_MS, BENCH_LATENCY_MS, BENCH_LATENCY_RATE, BENCH_IDLE_SESSIONS,
 BENCH_IDLE_MS, BENCH_MANY_IDLE_MS, BENCH_WINDOW, BENCH_MM_HOSTS, BENCH_MM_STATS_SESSIONS, BENCH_KA_SESSIONS,
-BENCH_KA_PERIOD, BENCH_KA_PERIODS, BENCH_KA_PLAIN_MS, BENCH_FLOOD_FRAMES, BENCH_FLOOD_SLOW_MB, BENCH_FLOOD_STREAM_MB; BENCH_ONLY=relay,peer,bare a subset of workers;
-BENCH_SCENARIOS=throughput,idle,many,matchmaker,keepalive,flood a subset of scenarios; BENCH_FD_CAP=0 tries the
+BENCH_KA_PERIOD, BENCH_KA_PERIODS, BENCH_KA_PLAIN_MS, BENCH_FLOOD_FRAMES, BENCH_FLOOD_SLOW_MB, BENCH_FLOOD_STREAM_MB,
+BENCH_RESUME_ROUNDS, BENCH_RESUME_THROUGHPUT_MS, BENCH_RESUME_LATENCY_MS, BENCH_DEATH_CLIENTS, BENCH_DEATH_ROUNDS, BENCH_DEATH_HZ; BENCH_ONLY=relay,peer,bare a subset of workers;
+BENCH_SCENARIOS=throughput,idle,many,matchmaker,keepalive,flood,resume a subset of scenarios; BENCH_FD_CAP=0 tries the
 full session count past workerd's open-file limit; BENCH_LOCAL_OBSERVABILITY=1 keeps wrangler's trace
 collector on; BENCH_SMOKE=1 marks the results as a smoke run; BENCH_RESULTS=<file> writes there instead of bench/results.md.
 
@@ -706,6 +805,12 @@ async function main() {
         await withWorker('relay: keep-alive idle cost', IMPLS[0].config, { LOG_LIFECYCLE: 'true', KEEP_ALIVE_SECONDS: String(CFG.kaPeriodSeconds) }, (w) => keepAlive(w, r));
         Object.assign(r, r.keepAlive);
         delete r.keepAlive;
+      } catch (e) { r.error = e.stack || String(e); failed = true; }
+    }
+    if (want('resume')) {
+      const r = (extra.resume = {});
+      try {
+        await withWorker('relay: heartbeat and resume', IMPLS[0].config, { LOG_LEVEL: 'warn', ...NO_RATE_LIMIT }, (w) => resume(w, r));
       } catch (e) { r.error = e.stack || String(e); failed = true; }
     }
     if (want('flood')) {

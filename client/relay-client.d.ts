@@ -13,6 +13,8 @@ export declare const CLOSE: Readonly<{
   REPLACED: 4002;
   SESSION_FULL: 4003;
   SESSION_CLOSED: 4004;
+  /** A resume socket that sent no heartbeat for 30 s (PROTOCOL.md 7.1). */
+  NO_HEARTBEAT: 4005;
 }>;
 /** Close code the library itself uses when it lets a socket go. */
 export declare const CLOSE_DROPPED: 4000;
@@ -39,7 +41,11 @@ export type RelayErrorCode =
   | 'not-connected'
   | 'buffer-full'
   | 'too-big'
-  | 'switch-failed';
+  | 'switch-failed'
+  /** A text starting with U+0001 while resume is on (it would read as a line of PROTOCOL.md section 7). */
+  | 'reserved'
+  /** (error events only) the relay broke PROTOCOL.md section 7: the message says how. */
+  | 'protocol';
 
 export declare class RelayError extends Error {
   constructor(code: RelayErrorCode, message: string, extra?: Record<string, unknown>);
@@ -113,6 +119,21 @@ export interface ConnectionOptions {
   takeOverTimeoutMs?: number;
   /** After the relay's close frame, how long to wait for the runtime's close event (ms). Default 15000. */
   closeEventTimeoutMs?: number;
+  /**
+   * Heartbeat and acknowledged resume (PROTOCOL.md section 7). Default true
+   * (false for a client with `uuid: false`). false: the protocol of sections
+   * 1–6 only, exactly as before the extension.
+   */
+  resume?: boolean;
+  /** Resume on: a `␁ping` this often (ms). Default 3000; 0: none. */
+  heartbeatIntervalMs?: number;
+  /** Resume on: a connection that brought no frame for this long is dead, closed and resumed (ms). Default 6000; 0: never. */
+  heartbeatTimeoutMs?: number;
+  /** Resume on: at most one `␁ack` this often, while something is to acknowledge (ms). Default 1000. */
+  ackIntervalMs?: number;
+  /** Resume on: own frames the relay has not acknowledged are kept at least this long and at least resumeWindowBytes. Defaults 120000 ms, 262144 bytes. */
+  resumeWindowMs?: number;
+  resumeWindowBytes?: number;
 }
 
 export type ConnectionState = 'idle' | 'connecting' | 'open' | 'closing' | 'reconnecting' | 'closed';
@@ -135,7 +156,65 @@ export interface StateDetail {
   errorCode?: RelayErrorCode;
   /** closed: buffered sends that never left. */
   unsent?: string[];
+  /** closed, resume on: frames sent that the relay never acknowledged (they may or may not have reached it). */
+  unacked?: string[];
+  /** reconnecting: why the socket ended when no close code says it (e.g. the heartbeat found it dead). */
   detail?: string;
+  /** open, resume on: what the relay said in `␁resume` (see ResumedDetail). */
+  resumed?: ResumedDetail;
+}
+
+export interface ResumedDetail {
+  /** The last relay frame this side had when it connected (sent as have=). */
+  have: number;
+  /** The relay has handled this side's frames up to here (`␁resume <m>`). */
+  handled: number;
+  /** Own frames sent again after it. */
+  resent: number;
+  /** The relay no longer knew the stream and started it afresh (a `gap` event comes with it). */
+  fresh: boolean;
+  /**
+   * `␁resume <m> reset`: the relay's object was reset (a deploy); this side's
+   * frames after `handled` may have been handled before the reset and are
+   * handled again: at least once instead of exactly once.
+   */
+  reset: boolean;
+}
+
+export interface GapDetail {
+  /** 'in': the relay's frames to this side; 'out': this side's own frames. */
+  dir: 'in' | 'out';
+  /** Frame numbers of the stream (not message counts); to is null when unknown (a stream started afresh). */
+  from: number;
+  to: number | null;
+  /** How many of them never reached the app (in) or the relay (out); null when unknown. */
+  lost: number | null;
+  why: string;
+}
+
+/** What the resume extension did so far (RelayHost/RelayClient `counters`). */
+export interface ResumeCounters {
+  /** The app's frames sent (numbered), and the relay's frames handed to the app (each once). */
+  sent: number;
+  received: number;
+  /** Own frames sent again after a resume. */
+  resent: number;
+  /** Relay frames dropped because the app already had them (a replay, a switch). */
+  duplicates: number;
+  /** Connections resumed (the first connection aside), and those after a reset of the relay's object. */
+  resumes: number;
+  resets: number;
+  /** Gap events, and frames they lost: relay → here (lost), here → relay (lostOwn). */
+  gaps: number;
+  lost: number;
+  lostOwn: number;
+  /** Connections the heartbeat found dead. */
+  dead: number;
+  /** The last relay frame received (have=), the last own frame's number, own frames acknowledged up to, own frames kept. */
+  have: number;
+  out: number;
+  acked: number;
+  unacked: number;
 }
 
 export interface FrameDetail {
@@ -157,10 +236,15 @@ interface CommonEvents {
   frame: FrameDetail;
   error: ErrorDetail;
   keepalive: { text: string };
+  /** Resume on: a socket was resumed (also the first: have 0). */
+  resumed: ResumedDetail;
+  /** Resume on: frames lost for good; the stream continues after them. A host's view is listed afresh after an 'in' gap. */
+  gap: GapDetail;
 }
 
 export interface HostEvents extends CommonEvents {
-  session: { sid: string; takeOver: boolean };
+  /** resuming: a take-over that continues the stream (resume on), so clients are not listed again. */
+  session: { sid: string; takeOver: boolean; resuming?: boolean };
   secret: { secret: string };
   connected: { client: number };
   disconnected: { client: number };
@@ -178,9 +262,14 @@ export interface ClientEvents extends CommonEvents {
 }
 
 declare class Connection<E> extends EventTarget {
-  readonly options: Required<Omit<ConnectionOptions, 'base' | 'url' | 'WebSocket' | 'keepAlive'>>;
+  readonly options: Required<Omit<ConnectionOptions, 'base' | 'url' | 'WebSocket' | 'keepAlive' | 'resume'>>;
   readonly base: string;
+  /** The keep-alive text asked for (null with resume on: the heartbeat replaces it). */
   readonly keepAlive: string | null;
+  /** Heartbeat and acknowledged resume (PROTOCOL.md section 7) in use. */
+  readonly resume: boolean;
+  /** What the resume extension did so far (a copy). */
+  readonly counters: ResumeCounters;
   readonly state: ConnectionState;
   /** True while connecting, open, closing or reconnecting. */
   readonly active: boolean;
@@ -192,6 +281,12 @@ declare class Connection<E> extends EventTarget {
   close(code?: number, reason?: string): void;
   /** Moves to a fresh socket without losing frames (make before break). */
   drop(): boolean;
+  /**
+   * Debugging hook: the current socket stops passing frames both ways without
+   * closing, as on a network that died silently (for good). With resume on
+   * the heartbeat then finds it dead and the library resumes on a new socket.
+   */
+  _blackhole(on?: boolean): boolean;
   addEventListener<K extends keyof E & string>(type: K, listener: (ev: CustomEvent<E[K]>) => void, options?: boolean | AddEventListenerOptions): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
   removeEventListener<K extends keyof E & string>(type: K, listener: (ev: CustomEvent<E[K]>) => void, options?: boolean | EventListenerOptions): void;

@@ -21,8 +21,9 @@ function logLine(list, { dir, text, time = new Date(), kind = dir }) {
   t.dateTime = time.toISOString();
   const arrow = document.createElement('span');
   arrow.className = 'arrow';
-  arrow.textContent = dir === 'in' ? '←' : dir === 'out' ? (kind === 'buffered' ? '⋯' : '→') : '•';
-  arrow.title = dir === 'in' ? 'received' : dir === 'out' ? (kind === 'buffered' ? 'buffered until a socket is open' : 'sent') : 'connection';
+  arrow.textContent = dir === 'in' ? '←' : dir === 'out' ? ({ buffered: '⋯', resent: '↻' }[kind] ?? '→') : '•';
+  arrow.title = dir === 'in' ? 'received' : dir === 'out'
+    ? ({ buffered: 'buffered until a socket is open', resent: 'sent again after a resume (the relay had not handled it)' }[kind] ?? 'sent') : 'connection';
   const body = document.createElement('span');
   body.className = 'text';
   body.textContent = text;
@@ -43,7 +44,12 @@ function describeState(d) {
     case 'closing': return { label: 'closing…', line: 'close frame from the relay; waiting for its code' };
     case 'reconnecting': {
       const secs = (d.retryInMs / 1000).toFixed(1);
-      return { label: `closed ${d.code} · retry in ${secs} s`, line: `closed ${why} — reconnecting in ${secs} s`, state: 'retrying' };
+      const dead = /heartbeat/.test(d.detail ?? '');
+      return {
+        label: dead ? `dead · retry in ${secs} s` : `closed ${d.code} · retry in ${secs} s`,
+        line: `${dead ? d.detail : `closed ${why}${d.detail ? ` (${d.detail})` : ''}`} — reconnecting in ${secs} s`,
+        state: 'retrying',
+      };
     }
     case 'closed': {
       const unsent = d.unsent?.length ? ` (${d.unsent.length} buffered sends dropped)` : '';
@@ -52,6 +58,62 @@ function describeState(d) {
     }
     default: return { label: d.state, line: d.state };
   }
+}
+
+const COUNTERS = ['sent', 'received', 'resent', 'duplicates', 'resumes', 'gaps', 'dead'];
+
+/** Writes a library object's counters into a row of the panel's counter table. */
+function showCounters(panel, row, c) {
+  for (const k of COUNTERS) {
+    const cell = $(panel.el, `.counters tr.${row} [data-counter="${k}"]`);
+    cell.textContent = c ? String(c[k]) : '—';
+    cell.dataset.nonzero = c && c[k] > 0 ? '1' : '';
+  }
+}
+
+/**
+ * What every panel does with its library object's resume events: the
+ * counters (redrawn once per frame at most), a log line for a resume, a gap,
+ * and a connection the heartbeat found dead; and the Cut network button.
+ */
+function followResume(panel, conn) {
+  let queued = false;
+  const redraw = () => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => { queued = false; if (panel.conn === conn) showCounters(panel, 'now', conn.counters); });
+  };
+  const mine = (fn) => (e) => { if (panel.conn === conn) fn(e.detail); };
+  conn.addEventListener('frame', redraw);
+  conn.addEventListener('state', redraw);
+  conn.addEventListener('resumed', mine((d) => {
+    redraw();
+    if (!d.have && !d.handled && !d.resent) return; // a first connection
+    logLine(panel.log, { dir: 'sys', kind: 'resumed',
+      text: `resumed: the relay had my frames up to ${d.handled}, ${d.resent} sent again; its frames after ${d.have} replayed${d.fresh ? ' (it started the stream afresh)' : ''}` });
+  }));
+  conn.addEventListener('gap', mine((d) => {
+    redraw();
+    const which = d.dir === 'in' ? 'relay frames' : 'my frames';
+    logLine(panel.log, { dir: 'sys', kind: 'error',
+      text: `gap: ${which} ${d.from}–${d.to ?? '?'} lost for good${d.lost != null ? ` (${d.lost} not received)` : ''}: ${d.why}` });
+  }));
+  showCounters(panel, 'now', conn.counters);
+  showCounters(panel, 'at-cut', null);
+}
+
+/** Cut network: the library's debugging hook; the counters as they were are kept beside the live ones. */
+function cutNetwork(panel) {
+  const conn = panel.conn;
+  const ws = conn?.socket;
+  if (!conn?._blackhole()) return;
+  panel.cutSocket = ws;
+  showCounters(panel, 'at-cut', conn.counters);
+  logLine(panel.log, { dir: 'sys', kind: 'cut',
+    text: conn.resume
+      ? 'network cut: this socket now passes nothing either way, and is not closed; the heartbeat will find it dead within 6 s'
+      : 'network cut: this socket now passes nothing either way, and is not closed; with resume off nothing will notice (Drop or Close it)' });
+  panel.renderButtons();
 }
 
 function showState(panel, d) {
@@ -112,7 +174,9 @@ class HostPanel {
     this.burst = null; // the slave whose `connected:` lines follow its `!added-slave:`
 
     $(this.el, '.options').addEventListener('submit', (e) => { e.preventDefault(); this.start(); });
+    $(this.el, '.cut').addEventListener('click', () => cutNetwork(this));
     $(this.el, '.drop').addEventListener('click', () => this.conn?.drop());
+    keepAliveFollowsResume(this.el);
     $(this.el, '.close').addEventListener('click', () => this.conn?.close());
     messageBox($(this.el, '.cmd'), (line) => this.command(line));
     this.renderChips();
@@ -122,11 +186,12 @@ class HostPanel {
     if (this.conn?.active) return;
     const id = $(this.el, '.opt-id').value.trim();
     const secret = $(this.el, '.opt-secret').value.trim();
-    const keepAlive = $(this.el, '.opt-keepalive').value;
+    const resume = $(this.el, '.opt-resume').checked;
+    const keepAlive = resume ? undefined : $(this.el, '.opt-keepalive').value;
     const reconnect = $(this.el, '.opt-reconnect').checked;
     let host;
     try {
-      host = new RelayHost({ id: id || undefined, secret: secret || undefined, keepAlive, reconnect });
+      host = new RelayHost({ id: id || undefined, secret: secret || undefined, keepAlive, reconnect, resume });
     } catch (err) {
       logLine(this.log, { dir: 'sys', kind: 'error', text: err.message });
       return;
@@ -134,6 +199,7 @@ class HostPanel {
     this.conn = host;
     this.slaveIds.clear();
     this.unclaimed = [];
+    followResume(this, host);
     const mine = (fn) => (e) => { if (this.conn === host) fn(e.detail); };
     host.addEventListener('frame', mine((d) => {
       logLine(this.log, d);
@@ -150,7 +216,7 @@ class HostPanel {
       const previous = sidEl.dataset.sid;
       sidEl.textContent = d.sid;
       sidEl.dataset.sid = d.sid;
-      if (d.takeOver) this.unclaimed = [];
+      if (d.takeOver && !d.resuming) this.unclaimed = []; // the relay lists its clients again
       for (const c of this.clientPanels) c.offerSession(d.sid, previous);
       renderAll();
     }));
@@ -165,6 +231,7 @@ class HostPanel {
       renderAll();
     }));
     host.addEventListener('linked', mine((d) => { if (d.role === 'master') this.burst = d.sid; renderAll(); }));
+    host.addEventListener('gap', mine((d) => { if (d.dir === 'in') { this.slaveIds.clear(); this.unclaimed = []; renderAll(); } }));
     host.addEventListener('unlinked', mine((d) => {
       for (const [id, sid] of this.slaveIds) if (d.role === 'slave' || sid === d.sid) this.slaveIds.delete(id);
       renderAll();
@@ -208,6 +275,7 @@ class HostPanel {
     const s = this.conn?.state ?? 'idle';
     const live = Boolean(this.conn?.active);
     $(this.el, '.start').disabled = live;
+    $(this.el, '.cut').disabled = s !== 'open' || (Boolean(this.conn?.socket) && this.conn.socket === this.cutSocket);
     $(this.el, '.drop').disabled = s !== 'open';
     $(this.el, '.close').disabled = !live;
   }
@@ -268,6 +336,15 @@ class HostPanel {
   }
 }
 
+/** The keepAlive field is for resume off only (with resume, the heartbeat keeps the socket alive). */
+function keepAliveFollowsResume(el) {
+  const box = $(el, '.opt-resume');
+  const field = $(el, '.opt-keepalive');
+  const sync = () => { field.disabled = box.checked; field.placeholder = box.checked ? 'heartbeat' : 'off'; };
+  box.addEventListener('change', sync);
+  sync();
+}
+
 /** "Host 2" for a session id a live panel holds, else the id itself. */
 function nameOf(sid) {
   const owner = Object.values(hosts).find((h) => h.conn?.sid === sid && h.conn.state !== 'closed');
@@ -292,7 +369,9 @@ class ClientPanel {
     this.conn = null;
     this.relayId = null;
     $(this.el, '.options').addEventListener('submit', (e) => { e.preventDefault(); this.connect(); });
+    $(this.el, '.cut').addEventListener('click', () => cutNetwork(this));
     $(this.el, '.drop').addEventListener('click', () => this.conn?.drop());
+    keepAliveFollowsResume(this.el);
     $(this.el, '.close').addEventListener('click', () => this.conn?.close());
     messageBox($(this.el, '.msg'), (text) => {
       if (!this.conn || !this.conn.active) {
@@ -340,10 +419,12 @@ class ClientPanel {
     const uuidInput = $(this.el, '.opt-uuid');
     let client;
     try {
+      const resume = $(this.el, '.opt-resume').checked;
       client = new RelayClient(sid, {
         uuid: uuidInput.value.trim() || undefined,
         storageKey: `askutron-relay-demo/client${this.n}/uuid`,
-        keepAlive: $(this.el, '.opt-keepalive').value,
+        keepAlive: resume ? undefined : $(this.el, '.opt-keepalive').value,
+        resume,
       });
     } catch (err) {
       logLine(this.log, { dir: 'sys', kind: 'error', text: err.message });
@@ -353,6 +434,7 @@ class ClientPanel {
     this.conn = client;
     this.relayId = null;
     this.renderId();
+    followResume(this, client);
     client.addEventListener('frame', (e) => { if (this.conn === client) logLine(this.log, e.detail); });
     client.addEventListener('state', (e) => {
       if (this.conn !== client) return;
@@ -374,6 +456,7 @@ class ClientPanel {
     const s = this.conn?.state ?? 'idle';
     const live = Boolean(this.conn?.active);
     $(this.el, '.connect').disabled = live;
+    $(this.el, '.cut').disabled = s !== 'open' || (Boolean(this.conn?.socket) && this.conn.socket === this.cutSocket);
     $(this.el, '.drop').disabled = s !== 'open';
     $(this.el, '.close').disabled = !live;
   }

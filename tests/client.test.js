@@ -75,7 +75,7 @@ test('package: the .d.ts declares every export and type-checks a consumer (and r
   mkdirSync(path.join(dir, 'node_modules'));
   symlinkSync(path.join(ROOT, 'client'), path.join(dir, 'node_modules', 'relay-client'), 'dir');
   writeFileSync(path.join(dir, 'good.ts'), `
-import { RelayHost, RelayClient, CLOSE, closePolicy, type StateDetail } from 'relay-client';
+import { RelayHost, RelayClient, CLOSE, closePolicy, type StateDetail, type GapDetail, type ResumeCounters } from 'relay-client';
 const host = new RelayHost({ base: 'ws://127.0.0.1:8787', keepAlive: 'ping', maxRetries: 5 });
 host.addEventListener('message', (e) => { const n: number = e.detail.client; const t: string = e.detail.text; void n; void t; });
 host.addEventListener('state', (e) => { const s: StateDetail = e.detail; void s.unsent; });
@@ -85,10 +85,24 @@ client.addEventListener('message', (e) => { const t: string = e.detail.text; voi
 const code: 4001 = CLOSE.TAKEN_OVER;
 const retry: boolean = closePolicy(1008).retry;
 void sent; void code; void retry; client.connect().close();
+// Resume (PROTOCOL.md section 7).
+const r = new RelayClient('sid', { base: 'ws://127.0.0.1:8787', resume: true, heartbeatIntervalMs: 3000, heartbeatTimeoutMs: 6000, resumeWindowBytes: 1 << 18 });
+r.addEventListener('gap', (e) => { const g: GapDetail = e.detail; const to: number | null = g.to; void to; });
+r.addEventListener('resumed', (e) => { const n: number = e.detail.resent; void n; });
+r.addEventListener('state', (e) => { const u: string[] | undefined = e.detail.unacked; void u; void e.detail.resumed?.handled; });
+const counters: ResumeCounters = r.counters;
+const on: boolean = r.resume && r._blackhole();
+const hb: 4005 = CLOSE.NO_HEARTBEAT;
+host.addEventListener('session', (e) => { const b: boolean | undefined = e.detail.resuming; void b; });
+void counters.lost; void on; void hb;
 `);
   writeFileSync(path.join(dir, 'bad.ts'), `
 import { RelayHost } from 'relay-client';
 new RelayHost({ base: 'ws://x' }).send('1', 'hi');
+`);
+  writeFileSync(path.join(dir, 'bad-resume.ts'), `
+import { RelayClient } from 'relay-client';
+new RelayClient('s', { resume: 'yes' });
 `);
   const tsc = path.join(ROOT, 'node_modules', '.bin', 'tsc');
   const flags = ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--lib', 'es2022,dom'];
@@ -97,6 +111,8 @@ new RelayHost({ base: 'ws://x' }).send('1', 'hi');
   const bad = spawnSync(tsc, [...flags, 'bad.ts'], { cwd: dir, encoding: 'utf8' });
   assert.notEqual(bad.status, 0, 'a string client id must not type-check');
   assert.match(bad.stdout, /bad\.ts.*'string' is not assignable to parameter of type 'number'/);
+  const badResume = spawnSync(tsc, [...flags, 'bad-resume.ts'], { cwd: dir, encoding: 'utf8' });
+  assert.notEqual(badResume.status, 0, 'resume must be a boolean');
 });
 
 // ---- behaviour, once per runtime ---------------------------------------------
@@ -348,9 +364,11 @@ for (const env of ['node', 'chromium']) {
       assert.deepEqual(closed.detail.unsent, ['late'], 'the final state reports what never left');
     });
 
-    test('host take-over loses no client frames (old host socket behind 50 ms of latency)', async () => {
+    // With resume off, a switch is a take-over of sections 2–3 (the clients listed again, a client's
+    // disconnected:/connected:); with resume on (the default) see tests/resume.test.js.
+    test('resume off: host take-over loses no client frames (old host socket behind 50 ms of latency)', async () => {
       const p = await proxy({ latencyMs: 50 });
-      const h = await make('host', { base: p.ws });
+      const h = await make('host', { base: p.ws, resume: false });
       const { detail: { sid } } = await d().waitFor(h, 'session');
       await d().waitFor(h, 'secret');
       const a = await rawClient(relay, sid);
@@ -372,10 +390,10 @@ for (const env of ['node', 'chromium']) {
       a.close(); b.close();
     });
 
-    test('client drop() loses no host frames (make before break with its uuid)', async () => {
+    test('resume off: client drop() loses no host frames (make before break with its uuid)', async () => {
       const h = await hostPeer();
       const p = await proxy({ latencyMs: 50 });
-      const c = await make('client', h.sid, { base: p.ws });
+      const c = await make('client', h.sid, { base: p.ws, resume: false });
       await d().waitFor(c, 'state', { state: 'open' });
       assert.equal(await h.next(), 'connected: 1');
       for (let i = 0; i < 5; i++) h.send(`1: h${i}`);

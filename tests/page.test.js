@@ -1,12 +1,15 @@
 // The page (GET /) in a real browser: docs, the 3×(host + 2 clients) test
 // area, and relay-client.js doing relay, linking and take-over against the
-// built worker under `wrangler dev`. Headless Debian Chromium via playwright-core.
+// built worker under `wrangler dev`, its resume (Cut network, counters) and the
+// resume scenario of tests/resume.test.js with the page's library. Headless
+// Debian Chromium via playwright-core.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { startRelay, ROOT } from './helpers/relay.js';
+import { browserTraffic, cutsScenario, SCENARIO_VARS } from './helpers/resume-driver.js';
 
 const WAIT_MS = 20_000;
 const SCREENSHOT = path.join(ROOT, 'tests', 'artifacts', 'page.png');
@@ -239,6 +242,87 @@ test('multi-line messages: Shift+Enter makes a new line, Enter sends', async () 
   assert.equal(await page.inputValue('#client2 .msg'), '');
 });
 
+/** A panel's resume counter (`row`: 'now' or 'at-cut'). */
+const counter = (panel, name, row = 'now') => page.textContent(`${panel} .counters tr.${row} [data-counter="${name}"]`);
+
+/** How many times `panel`'s log shows `dir text`. */
+const times = async (panel, line) => (await logOf(panel)).filter((l) => l === line).length;
+
+test('Cut network on a client: its socket goes silent both ways, the heartbeat finds it, the library resumes; counters before and after', async () => {
+  assert.equal(await counter('#client1', 'resumes', 'at-cut'), '—');
+  await page.click('#client1 .cut');
+  await until('client 1 logs the cut', () => document.querySelector('#client1 .log .frame[data-kind="cut"]'));
+  assert.equal(await page.isDisabled('#client1 .cut'), true, 'one cut per socket');
+  const atCut = { sent: await counter('#client1', 'sent', 'at-cut'), received: await counter('#client1', 'received', 'at-cut') };
+  assert.deepEqual(atCut, { sent: '1', received: '3' }, 'at the cut: what client 1 had sent and received so far');
+  // Both ways into the silence: the relay's frame is lost on the dead socket, the client's is kept.
+  await hostCommand(1, '1: while client 1 was cut');
+  await clientSend(1, 'sent into the cut');
+  await until('client 1 resumed', () => document.querySelector('#client1 .counters tr.now [data-counter="resumes"]').textContent === '1');
+  await seeState('#client1', 'open');
+  await seeFrame('#client1', 'in', 'while client 1 was cut');
+  await seeFrame('#host1', 'in', '1: sent into the cut');
+  // Barrier: a later frame each way, then each of the two is there once.
+  await hostCommand(1, '1: after the cut');
+  await seeFrame('#client1', 'in', 'after the cut');
+  await clientSend(1, 'also after the cut');
+  await seeFrame('#host1', 'in', '1: also after the cut');
+  assert.equal(await times('#client1', 'in while client 1 was cut'), 1);
+  assert.equal(await times('#host1', 'in 1: sent into the cut'), 1);
+  const log = await logOf('#client1');
+  assert.ok(log.some((l) => /^sys no frame for \d+ ms: connection dead \(heartbeat\) — reconnecting in/.test(l)), 'the heartbeat found it');
+  assert.ok(log.some((l) => /^sys resumed: the relay had my frames up to 1, 1 sent again; its frames after 3 replayed$/.test(l)), log.join('\n'));
+  assert.ok(log.includes('out sent into the cut'), 'sent again (↻) after the resume');
+  assert.equal(await page.getAttribute('#client1 .log .frame[data-kind="resent"] .arrow', 'title'), 'sent again after a resume (the relay had not handled it)');
+  const host = await logOf('#host1');
+  assert.ok(!host.includes('in disconnected: 1'), 'to the host, client 1 never left');
+  for (const [name, value] of [['resumes', '1'], ['dead', '1'], ['resent', '1'], ['gaps', '0'], ['sent', '3'], ['received', '5']]) {
+    assert.equal(await counter('#client1', name), value, `client 1 ${name}`);
+  }
+  assert.equal(await page.isDisabled('#client1 .cut'), false, 'the new socket can be cut again');
+  await shot('cut-client', '#group1');
+});
+
+test('Cut network on a host: it resumes its session; its clients are not listed again and nothing is doubled', async () => {
+  await page.click('#host1 .cut');
+  await until('host 1 logs the cut', () => document.querySelector('#host1 .log .frame[data-kind="cut"]'));
+  await clientSend(2, 'to a silent host');
+  await until('host 1 resumed', () => document.querySelector('#host1 .counters tr.now [data-counter="resumes"]').textContent === '1');
+  await seeState('#host1', 'open');
+  await seeFrame('#host1', 'in', '2: to a silent host');
+  await barrier(1);
+  assert.equal(await times('#host1', 'in 2: to a silent host'), 1);
+  const log = await logOf('#host1');
+  const again = log.lastIndexOf(`in session: ${sids[1]}`);
+  assert.ok(again > log.indexOf(`in session: ${sids[1]}`), 'the resume is a take-over: session: again');
+  assert.deepEqual(log.slice(again).filter((l) => /^in (dis)?connected: /.test(l)), [], 'a resume continues the stream: no client listed again');
+  await until('host 1 still lists both clients', () => [...document.querySelectorAll('#host1 .clients .cid')].map((e) => e.textContent).join('|') === '1 · Client 1a|2 · Client 1b');
+  assert.equal(await counter('#host1', 'dead'), '1');
+  await hostCommand(1, '2: host is back');
+  await seeFrame('#client2', 'in', 'host is back');
+  await shot('cut-host', '#host1');
+});
+
+test('resume off: the panel asks for keepAlive, and a cut socket stays silent (nothing notices)', async () => {
+  await page.uncheck('#client6 .opt-resume');
+  assert.equal(await page.isDisabled('#client6 .opt-keepalive'), false, 'keepAlive is for resume off');
+  await page.fill('#client6 .opt-keepalive', 'tick');
+  await page.check('#client6 .opt-resume');
+  assert.equal(await page.isDisabled('#client6 .opt-keepalive'), true, 'with resume, the heartbeat replaces keepAlive');
+  await page.uncheck('#client6 .opt-resume');
+  // On Host 2's session (Host 3, its own, starts later).
+  await page.fill('#client6 .opt-sid', sids[2]);
+  await page.click('#client6 .connect');
+  await seeState('#client6', 'open');
+  await seeFrame('#host2', 'in', 'connected: 2');
+  const log = await logOf('#client6');
+  assert.ok(log.some((l) => /^sys connecting: ws:.*[?&]keepAlive=tick/.test(l) && !/resume=/.test(l)), log.join('\n'));
+  await page.click('#client6 .cut');
+  await until('client 6 logs the cut', () => /nothing will notice/.test(document.querySelector('#client6 .log .frame[data-kind="cut"]')?.textContent ?? ''));
+  await page.click('#client6 .close');
+  await seeState('#client6', 'closed');
+});
+
 test('hosts 1 and 2 link with /join-session: !added-slave and !set-master', async () => {
   await hostCommand(1, '/join-session master');
   await hostCommand(2, `/join-session id=${sids[1]}`);
@@ -307,7 +391,9 @@ test('Drop: the library takes the session over; the log never shows the secret i
   const log = await logOf('#host1');
   const again = log.lastIndexOf(`in session: ${sids[1]}`);
   const replay = log.slice(again).filter((l) => /^in (dis)?connected: /.test(l));
-  assert.deepEqual(replay, ['in connected: 2'], 'only the connected client 2 is replayed');
+  assert.deepEqual(replay, [], 'with resume (the panel\'s default) the take-over continues the stream: no client listed again');
+  assert.ok(log.slice(again).some((l) => /^sys connecting: .*resume=1&have=\d+/.test(l)) || log.some((l) => /new socket \(take-over\): .*resume=1&have=\d+/.test(l)),
+    'the new socket says what it has');
   for (const l of log) assert.ok(!/secret=(?!\*\*\*)/.test(l), `no secret in a logged URL: ${l}`);
   assert.ok(log.some((l) => l.includes('secret=***')), 'the take-over URL is logged with the secret hidden');
 
@@ -342,6 +428,8 @@ test('join chips offer only other live sessions; a host taken over elsewhere end
   await shot('taken-over', '#test');
 });
 
+// Host 3 took Host 1's session over as a new object, so with nothing (resume=1, have=0): PROTOCOL.md 7.5
+// gives it ␁gap and the session's view afresh (its client 2); tests/resume.test.js checks the relay's side.
 test('Close empties the panel\'s clients and links, and the session leaves the join chips', async () => {
   // Host 3 now holds Host 1's session (and its client 2); link it as master of Host 2.
   await hostCommand(2, '/leave-session');
@@ -373,9 +461,13 @@ function fakeRelayFeed() {
       this.readyState = 0;
       const u = new URL(url);
       const m = /^\/session\/(.+)$/.exec(u.pathname);
+      // Section 7 (resume), as far as a socket that never dies needs it.
+      this.resume = u.searchParams.get('resume') === '1';
+      this.handled = 0;
       setTimeout(() => {
         this.readyState = 1;
         this.onopen?.({});
+        if (m && this.resume) this.tell('\u0001resume 0');
         if (m) {
           const h = hostsBySid.get(m[1]);
           this.host = h;
@@ -390,11 +482,15 @@ function fakeRelayFeed() {
           hostsBySid.set(this.sid, this);
           this.tell(`session: ${this.sid}`);
           this.tell(`secret: ${'f'.repeat(64)}`);
+          if (this.resume) this.tell('\u0001resume 0');
         }
       }, 0);
     }
     tell(text) { setTimeout(() => this.onmessage?.({ data: text }), 0); }
     send(text) {
+      if (text === '\u0001ping') { this.tell('\u0001pong'); return; }
+      if (text.startsWith('\u0001ack ')) { this.tell(`\u0001ack ${this.handled}`); return; }
+      this.handled += 1;
       const join = /^\/join-session id=(.+)$/.exec(text);
       if (join) {
         const master = hostsBySid.get(join[1]);
@@ -445,6 +541,26 @@ test('the master lists its slave\'s clients from the connected:/disconnected: fe
   assert.equal(await names(1), '1 · Client 1a|2 · Client 1b');
   assert.equal(await fake.textContent('#host2 .links'), '—');
   await fake.close();
+});
+
+// The issue's resume scenario (tests/resume.test.js runs it in Node) with the
+// library as the page loads it (/relay-client.js from the relay), in Chromium.
+// Its own relay: the scenario raises the rate limits (SCENARIO_VARS) and
+// needs the object's lifecycle log.
+test('the page\'s library in Chromium: a host and three clients at 60 Hz both ways; the host cut for 5 s, a client, both, then all until the object is evicted', { timeout: 240_000 }, async (t) => {
+  const cleanups = [];
+  try {
+    const scenarioRelay = await startRelay({ vars: SCENARIO_VARS });
+    cleanups.push(() => scenarioRelay.stop());
+    const T = await browserTraffic(scenarioRelay.url, { browser });
+    cleanups.push(() => T.close());
+    const { streams, detections } = await cutsScenario(T, scenarioRelay, (fn) => cleanups.push(fn));
+    assert.deepEqual(T.errors, [], 'no page errors');
+    t.diagnostic(`streams: ${JSON.stringify(streams)}`);
+    t.diagnostic(`detections: ${JSON.stringify(detections)}`);
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+  }
 });
 
 test('screenshot, and no console errors', async () => {

@@ -66,6 +66,12 @@ pub struct Stream {
     /// again, and its numbering and the relay's would part for good).
     #[serde(skip)]
     pub durable: u64,
+    /// In memory: the bytes of the frames in `window`, kept as frames come
+    /// and go (summing the window at every frame made a busy stream's cost
+    /// grow with its window: thousands of frames a second, each summing
+    /// thousands).
+    #[serde(skip)]
+    held_bytes: usize,
 }
 
 /// What a resume gets.
@@ -83,6 +89,7 @@ impl Stream {
     /// for the last store) and nothing was lost.
     pub fn restored(mut self, socket_alive: bool) -> Self {
         self.durable = self.received;
+        self.held_bytes = self.window.iter().map(|k| k.text.len()).sum();
         if let Some(reserved) = self.reserved.filter(|_| !socket_alive) {
             if reserved > self.sent {
                 let from = self.unaccounted.map_or(self.sent + 1, |(from, _)| from);
@@ -96,6 +103,7 @@ impl Stream {
     /// Numbers a frame sent on the stream and keeps it; returns its number.
     pub fn sent_frame(&mut self, text: &str, now: f64) -> u64 {
         self.sent += 1;
+        self.held_bytes += text.len();
         self.window.push_back(Kept { seq: self.sent, text: text.to_string(), at: now });
         self.trim(now);
         self.sent
@@ -104,19 +112,20 @@ impl Stream {
     /// The socket has every frame up to `n`.
     pub fn acked(&mut self, n: u64) {
         while self.window.front().is_some_and(|k| k.seq <= n) {
-            self.window.pop_front();
+            if let Some(k) = self.window.pop_front() {
+                self.held_bytes -= k.text.len();
+            }
         }
     }
 
     /// Drops what the window may no longer hold: frames older than
     /// `WINDOW_MS`, and the oldest beyond `WINDOW_BYTES`.
     pub fn trim(&mut self, now: f64) {
-        let mut bytes: usize = self.window.iter().map(|k| k.text.len()).sum();
         while let Some(front) = self.window.front() {
-            if now - front.at <= WINDOW_MS && bytes <= WINDOW_BYTES {
+            if now - front.at <= WINDOW_MS && self.held_bytes <= WINDOW_BYTES {
                 break;
             }
-            bytes -= front.text.len();
+            self.held_bytes -= front.text.len();
             self.forgotten = self.forgotten.max(front.seq);
             self.window.pop_front();
         }
@@ -127,10 +136,28 @@ impl Stream {
     /// (the socket's view then starts afresh after the gap).
     pub fn resume(&self, have: u64) -> Resume {
         let unaccounted = self.unaccounted.is_some_and(|(_, to)| have < to);
-        if (unaccounted || have < self.forgotten) && have < self.sent {
+        // The first frame still held: frames before it left the window,
+        // too old, too many, or acknowledged (a socket may come back with
+        // less than it acknowledged: a new page, another process); either
+        // way the relay no longer has them.
+        let first_held = self.window.front().map_or(self.sent + 1, |k| k.seq);
+        if (unaccounted || have + 1 < first_held) && have < self.sent {
             return Resume::Gap { from: have + 1, to: self.sent };
         }
         Resume::Frames(self.window.iter().filter(|k| k.seq > have).cloned().collect())
+    }
+
+    /// Everything up to `to` counts as lost (a resume was told so): what
+    /// follows is numbered after it.
+    pub fn forget_through(&mut self, to: u64) {
+        self.window.clear();
+        self.held_bytes = 0;
+        self.forgotten = to;
+    }
+
+    /// The bytes of the frames held for a resume.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
     }
 
     /// Something sent is not yet acknowledged: the stream must be stored.
@@ -163,6 +190,11 @@ mod tests {
             gap => panic!("{gap:?}"),
         }
         assert_eq!(s.resume(3), Resume::Frames(vec![]));
+        // Less than it acknowledged: frame 1 is gone.
+        assert_eq!(s.resume(0), Resume::Gap { from: 1, to: 3 });
+        s.acked(3);
+        assert_eq!(s.resume(1), Resume::Gap { from: 2, to: 3 });
+        assert_eq!(s.resume(3), Resume::Frames(vec![]));
     }
 
     #[test]
@@ -177,6 +209,10 @@ mod tests {
             s.sent_frame(&big, WINDOW_MS + 2.0);
         }
         assert!(s.window.iter().map(|k| k.text.len()).sum::<usize>() <= WINDOW_BYTES);
+        assert_eq!(s.held_bytes(), s.window.iter().map(|k| k.text.len()).sum::<usize>());
+        s.acked(4);
+        assert_eq!(s.held_bytes(), s.window.iter().map(|k| k.text.len()).sum::<usize>());
+        assert_eq!(s.clone().to_store(true).restored(false).held_bytes(), s.held_bytes());
         assert_eq!(s.forgotten, 3);
     }
 

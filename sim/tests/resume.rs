@@ -129,7 +129,7 @@ fn a_client_counted_gone_comes_back_as_a_connect() {
 #[test]
 fn beyond_the_window_the_resume_reports_a_gap_and_a_fresh_view() {
     let mut sim = loopback(8);
-    let (h, secret, clients) = room(&mut sim, "r", 1);
+    let (_h, secret, clients) = room(&mut sim, "r", 1);
     let chunk = "z".repeat(100 * 1024);
     for _ in 0..4 {
         sim.send(&clients[0], &chunk);
@@ -297,4 +297,40 @@ fn a_frame_whose_enqueue_failed_is_asked_for_again() {
     assert_eq!(sim.closed(&clients[0]).map(|c| c.code), Some(1011));
     let back = sim.client("r", "client=u1&resume=1&have=0").unwrap();
     assert_eq!(sim.frames(&back)[0], ext::resume(0, false), "the socket sends it again");
+}
+
+#[test]
+fn a_socket_back_with_less_than_it_acknowledged_gets_the_gap_and_a_fresh_view() {
+    let mut sim = loopback(8);
+    let (_h, secret, clients) = room(&mut sim, "r", 1);
+    // Frames 1 (connected: 1) and 2, both acknowledged: the relay forgets them.
+    sim.send(&clients[0], "one");
+    sim.send(&_h, &ext::ack(2));
+    sim.frames(&_h);
+    // A new page takes over with nothing (have=0): frames 1 and 2 are gone.
+    let h2 = sim.host(&format!("id=r&secret={secret}&resume=1&have=0")).unwrap();
+    let frames = sim.frames(&h2);
+    assert_eq!(frames[2..], [ext::resume(0, false), ext::gap(1, 2), "connected: 1".into()]);
+    sim.send(&clients[0], "two");
+    assert_eq!(sim.frames(&h2), vec!["1: two"]);
+}
+
+#[test]
+fn a_reset_in_a_streams_first_second_is_reported_not_taken_for_a_new_stream() {
+    let mut sim = loopback(8);
+    let (h, secret, clients) = room(&mut sim, "r", 1);
+    // Within the stream's first second: frames both ways, none stored since
+    // the stream was made.
+    sim.send(&h, "1: to the client");
+    sim.send(&clients[0], "to the host");
+    sim.reset(&ObjectId::Session("r".into()));
+    assert!(sim.state(&h).unwrap().closed_by_reset);
+    sim.advance(100.0); // the host notices and comes back
+    // The host had frames 1 (connected: 1) and 2, and sent one frame.
+    let h2 = sim.host(&format!("id=r&secret={secret}&resume=1&have=2")).unwrap();
+    let frames = sim.frames(&h2);
+    assert_eq!(frames[2], ext::resume(0, true), "its frame may have been handled: it is sent again, at least once");
+    // Last stored when the client's stream was made (at once, as the host's
+    // was), after frame 1: numbers up to 1 + RESERVED may have been used.
+    assert_eq!(frames[3], ext::gap(3, 1 + RESERVED), "numbers the relay may have used after the stream was stored");
 }

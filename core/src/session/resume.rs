@@ -129,8 +129,7 @@ impl SessionCore {
             Resume::Gap { from, to } => {
                 out.push(Effect::SendUncounted { to: socket, text: ext::gap(from, to) });
                 // What follows is numbered after the gap.
-                stream.window.clear();
-                stream.forgotten = to;
+                stream.forget_through(to);
                 true
             }
         };
