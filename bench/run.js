@@ -105,16 +105,8 @@ async function throughputAndLatency(w, r) {
     await hostGen.call('waitConnected', { n: CFG.throughputClients });
 
     log('throughput');
-    const run = clientGen.call('throughput', {
-      warmupMs: CFG.throughputWarmupMs, durationMs: CFG.throughputMs, window: CFG.throughputWindow, size: CFG.messageBytes,
-    });
-    await sleep(CFG.throughputWarmupMs + 100);
-    const meter = meterFor(w, gens);
-    await sleep(CFG.throughputMs - 200);
-    const cpu = cpuSummary(meter.stop(), gens);
-    const t = await run;
-    r.throughput = { roundTrips: t.answered / t.seconds, leftInFlight: t.leftInFlight, cpu };
-    log(`  ${Math.round(r.throughput.roundTrips)} round trips/s`, fmtCpu(cpu));
+    r.throughput = await echoThroughput(w, gens, clientGen, CFG.throughputMs);
+    log(`  ${Math.round(r.throughput.roundTrips)} round trips/s`, fmtCpu(r.throughput.cpu));
 
     log('latency');
     const meter2 = meterFor(w, gens);
@@ -353,6 +345,23 @@ async function keepAlive(w, r) {
 }
 
 /**
+ * The clients' echo throughput (BENCH_WINDOW frames in flight each) for
+ * `durationMs` after the warm-up, with the CPU of workerd and of the load
+ * generators metered over the same time: { roundTrips, leftInFlight, cpu }.
+ */
+async function echoThroughput(w, gens, clientGen, durationMs) {
+  const run = clientGen.call('throughput', {
+    warmupMs: CFG.throughputWarmupMs, durationMs, window: CFG.throughputWindow, size: CFG.messageBytes,
+  });
+  await sleep(CFG.throughputWarmupMs + 100);
+  const meter = meterFor(w, gens);
+  await sleep(durationMs - 200);
+  const cpu = cpuSummary(meter.stop(), gens);
+  const t = await run;
+  return { roundTrips: t.answered / t.seconds, leftInFlight: t.leftInFlight, cpu };
+}
+
+/**
  * What heartbeat and acknowledged resume cost, and what they buy (relay
  * only, through the client library in both load generators):
  *  - the same echo throughput and latency as above, over RelayHost /
@@ -374,17 +383,10 @@ async function resume(w, r) {
       const { sid } = await hostGen.call('libHost', { base: w.runtimeWs, resume: on });
       await clientGen.call('libClients', { base: w.runtimeWs, sid, count: CFG.throughputClients, resume: on });
       await hostGen.call('libWaitConnected', { n: CFG.throughputClients });
-      const run = clientGen.call('throughput', {
-        warmupMs: CFG.throughputWarmupMs, durationMs: CFG.resumeThroughputMs, window: CFG.throughputWindow, size: CFG.messageBytes,
-      });
-      await sleep(CFG.throughputWarmupMs + 100);
-      const meter = meterFor(w, gens);
-      await sleep(CFG.resumeThroughputMs - 200);
-      const cpu = cpuSummary(meter.stop(), gens);
-      const t = await run;
+      const { roundTrips, leftInFlight, cpu } = await echoThroughput(w, gens, clientGen, CFG.resumeThroughputMs);
       const l = await clientGen.call('latency', { rate: CFG.latencyRate, warmupMs: CFG.latencyWarmupMs, durationMs: CFG.resumeLatencyMs, size: CFG.messageBytes });
       const counters = [await hostGen.call('libCounters'), await clientGen.call('libCounters')];
-      const row = { resume: on, roundTrips: t.answered / t.seconds, leftInFlight: t.leftInFlight, cpu, p50: l.p50, p99: l.p99, max: l.max, lost: l.lost, counters };
+      const row = { resume: on, roundTrips, leftInFlight, cpu, p50: l.p50, p99: l.p99, max: l.max, lost: l.lost, counters };
       r.rounds.push(row);
       log(`  resume ${on ? 'on ' : 'off'}: ${n0(row.roundTrips)} round trips/s, latency p50 ${row.p50?.toFixed(2)} ms, p99 ${row.p99?.toFixed(2)} ms`, fmtCpu(cpu));
     } finally {

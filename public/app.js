@@ -62,6 +62,11 @@ function describeState(d) {
 
 const COUNTERS = ['sent', 'received', 'resent', 'duplicates', 'resumes', 'gaps', 'dead'];
 
+/** Fills a panel's empty counter table from the one template both kinds of panel share. */
+function fillCounters(el) {
+  el.querySelector('table.counters').append(document.getElementById('counters-template').content.cloneNode(true));
+}
+
 /** Writes a library object's counters into a row of the panel's counter table. */
 function showCounters(panel, row, c) {
   for (const k of COUNTERS) {
@@ -159,6 +164,7 @@ class HostPanel {
   constructor(n) {
     this.n = n;
     this.el = document.getElementById('host-template').content.firstElementChild.cloneNode(true);
+    fillCounters(this.el);
     this.el.id = `host${n}`;
     this.el.dataset.testid = `host${n}`;
     $(this.el, '.title').textContent = `Host ${n}`;
@@ -362,6 +368,7 @@ class ClientPanel {
     this.n = (host.n - 1) * CLIENTS_PER_HOST + index + 1;
     this.name = `Client ${host.n}${'abcdefgh'[index]}`;
     this.el = document.getElementById('client-template').content.firstElementChild.cloneNode(true);
+    fillCounters(this.el);
     this.el.id = `client${this.n}`;
     this.el.dataset.testid = `client${this.n}`;
     $(this.el, '.title').textContent = this.name;

@@ -23,6 +23,7 @@ mod network;
 pub mod objects;
 pub mod physics;
 pub mod rng;
+pub mod seeds;
 mod services;
 mod sessions;
 pub mod sockets;

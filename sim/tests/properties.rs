@@ -464,27 +464,9 @@ fn users_view(sim: &Sim, world: &World) -> Result<(), String> {
     Ok(())
 }
 
-fn seeds() -> Vec<u64> {
-    if let Some(seed) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        return vec![seed];
-    }
-    let n: u64 = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
-    let first: u64 = std::env::var("SIM_FIRST").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    (first..first + n).collect()
-}
-
 /// Runs every seed with `seed % 2 == half` (the two halves run in parallel).
 fn run_half(half: u64) {
-    let actions: usize = std::env::var("SIM_ACTIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
-    for seed in seeds().into_iter().filter(|s| s % 2 == half) {
-        let outcome = std::panic::catch_unwind(|| run(seed, actions));
-        let failure = match outcome {
-            Ok(Ok(())) => continue,
-            Ok(Err(e)) => e,
-            Err(panic) => panic.downcast_ref::<String>().cloned().unwrap_or_else(|| format!("{panic:?}")),
-        };
-        panic!("seed {seed} failed: {failure}\nreplay: SIM_SEED={seed} SIM_TRACE=1 cargo test -p askutron-sim --test properties");
-    }
+    askutron_sim::seeds::run_half("properties", half, 2000, 120, run);
 }
 
 #[test]

@@ -581,28 +581,9 @@ fn sequence(receiver: &User, from: usize, to: usize, sent: usize, book: &Book, l
     Ok(())
 }
 
-fn seeds() -> Vec<u64> {
-    if let Some(seed) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        return vec![seed];
-    }
-    let n: u64 = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
-    let first: u64 = std::env::var("SIM_FIRST").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    (first..first + n).collect()
-}
-
+/// Runs every seed with `seed % 2 == half` (the two halves run in parallel).
 fn run_half(half: u64) {
-    let steps: usize = std::env::var("SIM_ACTIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(150);
-    for seed in seeds().into_iter().filter(|s| s % 2 == half) {
-        let outcome = std::panic::catch_unwind(|| run(seed, steps));
-        let failure = match outcome {
-            Ok(Ok(())) => continue,
-            Ok(Err(e)) => e,
-            Err(panic) => panic.downcast_ref::<String>().cloned().unwrap_or_else(|| format!("{panic:?}")),
-        };
-        panic!(
-            "seed {seed} failed: {failure}\nreplay: SIM_SEED={seed} SIM_TRACE=1 cargo test -p askutron-sim --test resume_properties"
-        );
-    }
+    askutron_sim::seeds::run_half("resume_properties", half, 500, 150, run);
 }
 
 #[test]
