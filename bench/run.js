@@ -60,8 +60,10 @@ const LIFECYCLE = /lifecycle: session object constructed/;
 // The relay's per-socket rate limit (1000 frames/s) would cap the host's
 // answers in the throughput run; the others have none, so lift it.
 const NO_RATE_LIMIT = { RATE_LIMIT_PER_SECOND: '1000000000', RATE_LIMIT_BURST: '1000000000' };
+// BENCH_RELAY_VARS=KEY:VALUE,KEY:VALUE: more variables for the relay (e.g. AGGREGATOR_LEAVES:32).
+const RELAY_VARS = Object.fromEntries((process.env.BENCH_RELAY_VARS || '').split(',').filter(Boolean).map((kv) => kv.split(':')));
 const IMPLS = [
-  { key: 'relay', name: 'relay (Rust/wasm)', config: null /* a snapshot of build/, made in main() */, vars: { LOG_LIFECYCLE: 'true', LOG_LEVEL: 'warn', ...NO_RATE_LIMIT } },
+  { key: 'relay', name: 'relay (Rust/wasm)', config: null /* a snapshot of build/, made in main() */, vars: { LOG_LIFECYCLE: 'true', LOG_LEVEL: 'warn', ...NO_RATE_LIMIT, ...RELAY_VARS } },
   { key: 'peer', name: 'PartyServer (TS)', config: path.join(ROOT, 'bench/peer/wrangler.toml'), vars: { LOG_LIFECYCLE: 'true' } },
   { key: 'bare', name: 'bare JS DO', config: path.join(ROOT, 'bench/bare/wrangler.toml'), vars: { LOG_LIFECYCLE: 'true' } },
 ];

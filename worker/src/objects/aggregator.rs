@@ -129,19 +129,22 @@ impl Inner {
         answer
     }
 
+    /// Sets the alarm the core asked for and passes totals up, until the
+    /// core asks for nothing more: an answer can itself ask for the next call
+    /// (totals changed while one was in flight and are due now), and a call
+    /// the core believes in flight but that was never made would hold every
+    /// later change here for good (seen under load: `/stats` stuck one short).
     async fn settle(&self) {
-        if let Some(at) = self.alarm.take() {
-            if let Err(error) = set_alarm(&self.state, at).await {
-                emit_event(self.log_level, &Event::error("storage_error").with("op", "alarm").with("error", error));
+        loop {
+            if let Some(at) = self.alarm.take() {
+                if let Err(error) = set_alarm(&self.state, at).await {
+                    emit_event(self.log_level, &Event::error("storage_error").with("op", "alarm").with("error", error));
+                }
             }
-        }
-        let up = self.up.borrow_mut().take();
-        if let Some((to, call)) = up {
+            let up = self.up.borrow_mut().take();
+            let Some((to, call)) = up else { break };
             let outcome = send_up(&self.env, to, &call).await;
             self.step(None, Input::Answer(outcome));
-            if let Some(at) = self.alarm.take() {
-                let _ = set_alarm(&self.state, at).await;
-            }
         }
     }
 }
