@@ -214,12 +214,14 @@ async function many(w, r) {
 }
 
 /**
- * The single Matchmaker (relay only), in its own `wrangler dev` with
- * MAX_CLIENTS=2 so that every host with 1 client pairs with exactly one other.
+ * The Matchmaker and the figures' aggregators (relay only), in their own
+ * `wrangler dev` with MAX_CLIENTS=2 so that every host with 1 client pairs
+ * with exactly one other.
  *  - /stats reports: N sessions × 1 client; every client is dropped at once,
- *    so each session reports its new count (one call to the Matchmaker, 1 s
- *    after the change, batched by the session); an observer host polls
- *    /stats until it shows 0 clients.
+ *    so each session reports its new count (one call to its leaf aggregator,
+ *    1 s after the change, batched by the session; leaves and branches pass
+ *    totals up at most once a second); an observer host polls /stats until
+ *    it shows 0 clients.
  *  - searches: H hosts × 1 client all send `/join-session` at once; each must
  *    get `!set-master:` or `!added-slave:`.
  */
@@ -607,7 +609,7 @@ function report(v, res, b, extra, wallSeconds) {
   const ka = extra.keepAlive;
   const mmText = !mm ? '_not run_' : mm.error ? `**failed**: ${mm.error.split('\n')[0]}` : `| what | figure | workerd CPU (busiest thread) | load generator (max process) |
 |---|---|---|---|
-| **/stats reports absorbed**: ${n0(mm.stats.sessions)} sessions each drop their client at once; each reports its new count 1 s later; an observer's \`/stats\` shows 0 clients after | ${n0(mm.stats.totalMs)} ms → **~${n0(mm.stats.reportsPerSecond)} reports/s** (${n0(mm.stats.sessions)} ÷ (${n0(mm.stats.totalMs)} − 1,000 ms)) | ${pct(mm.stats.cpu.workerd)} (${pct(mm.stats.cpu.workerdThread)}) | ${pct(mm.stats.cpu.loadgenMax)} |
+| **/stats reports absorbed** (by the aggregators' tree, never the Matchmaker): ${n0(mm.stats.sessions)} sessions each drop their client at once; each reports its new count 1 s later; an observer's \`/stats\` shows 0 clients after | ${n0(mm.stats.totalMs)} ms → **~${n0(mm.stats.reportsPerSecond)} reports/s** (${n0(mm.stats.sessions)} ÷ (${n0(mm.stats.totalMs)} − 1,000 ms)) | ${pct(mm.stats.cpu.workerd)} (${pct(mm.stats.cpu.workerdThread)}) | ${pct(mm.stats.cpu.loadgenMax)} |
 | **Searches matched**: ${n0(mm.search.hosts)} hosts × 1 client send \`/join-session\` at once (MAX_CLIENTS=2, so they pair up) | ${n0(mm.search.linked)}/${n0(mm.search.hosts)} linked (${n0(mm.search.pairs)} pairs) in ${mm.search.seconds.toFixed(2)} s → **${n0(mm.search.searchesPerSecond)} searches matched/s** (${n0(mm.search.pairsPerSecond)} pairs/s); link p50 ${ms(mm.search.p50)} after the send${Object.keys(mm.search.other).length ? `; other lines: ${JSON.stringify(mm.search.other)}` : ''} | ${pct(mm.search.cpu.workerd)} (${pct(mm.search.cpu.workerdThread)}) | ${pct(mm.search.cpu.loadgenMax)} |`;
   const kaText = !ka ? '_not run_' : ka.error ? `**failed**: ${ka.error.split('\n')[0]}` : `| | figure |
 |---|---|
@@ -636,13 +638,13 @@ ${manyNote}
 ${verdicts.map((x) => `- ${x}`).join('\n')}
 
 ${notes.length ? `Problems:\n\n${notes.join('\n')}\n` : ''}
-## The Matchmaker (relay only; one object)
+## The Matchmaker and the figures (relay only)
 
 ${mmText}
 
-Both figures come from one \`wrangler dev\` on this machine, where the Matchmaker shares workerd's one
-busy thread with every Session object taking part (their alarms, calls and sockets), so they are lower
-bounds for the Matchmaker alone; Cloudflare soft-limits one Durable Object near 1,000 requests/s.
+Both figures come from one \`wrangler dev\` on this machine, where the Matchmaker and the aggregators
+share workerd's one busy thread with every Session object taking part (their alarms, calls and sockets),
+so they are lower bounds for those objects alone (reports cross three hops of up to a second each); Cloudflare soft-limits one Durable Object near 1,000 requests/s.
 ${mm && !mm.error ? [['/stats reports', mm.stats.cpu], ['searches', mm.search.cpu]].map(([what, c]) => (c.workerdThread >= 75
     ? `During the ${what} workerd's thread was saturated (${pct(c.workerdThread)}): that figure is what one core absorbs.`
     : `During the ${what} workerd's thread was **not** saturated (${pct(c.workerdThread)}): the figure is limited by how fast the burst arrives (the sessions' own close events, alarms and calls), not by the Matchmaker, so it is a lower bound; a larger burst (BENCH_MM_${what === 'searches' ? 'HOSTS' : 'STATS_SESSIONS'}) gets closer.`)).join(' ') : ''}

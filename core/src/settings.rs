@@ -29,10 +29,11 @@ pub struct Settings {
     pub max_searches: usize,
     /// Leaf aggregators the sessions report their figures to (by a hash of
     /// their id). Each passes its totals to its branch (one per 32 leaves),
-    /// each branch to the root, at most once a second: with 1,024 leaves no
-    /// aggregator takes more than about 32 calls a second from the level
-    /// below until a leaf holds some 100,000 sessions' worth of changes
-    /// (`npm run scale`).
+    /// each branch to the root, at most once a second. A leaf takes about
+    /// 0.02 calls a second per session it counts: 128 leaves keep every
+    /// aggregator near 30 calls a second at 100,000 sessions (`npm run
+    /// scale`), while a small relay wakes few of them (each leaf is an object
+    /// that a report wakes when it has gone cold). Up to 1,024.
     pub aggregators: u32,
     /// Least important log event written (`LOG_LEVEL`, default `info`).
     pub log_level: Level,
@@ -58,13 +59,12 @@ impl Default for Settings {
             rate_bytes_per_second: 1024.0 * 1024.0,
             rate_bytes_burst: 4.0 * 1024.0 * 1024.0,
             max_searches: 10_000,
-            // The load model (`npm run scale`) sizes it: with 32 leaves, a
-            // leaf took 90 reports a second (p99) at 100,000 sessions, and
-            // that grows with the sessions; with 1,024 a leaf takes a few, and
-            // the busiest aggregators (the root and the branches) stay at
-            // about 32 whatever the number of sessions. Leaves with no
-            // session cost nothing.
-            aggregators: 1024,
+            // The load model (`npm run scale`) and the bench size it: at
+            // 100,000 sessions a leaf took 90 calls a second (p99) with 32
+            // leaves, 28 with 128, 6 with 1,024; but under `wrangler dev` the
+            // bench's 600 sessions woke some 450 leaves with 1,024, and
+            // workerd's memory per socket grew 15% (5% with 32).
+            aggregators: 128,
             log_level: Level::DEFAULT,
         }
     }
