@@ -311,15 +311,19 @@ impl Outbound {
     }
 
     /// When this sender next wants to send: now, if something waits and the
-    /// window has room; at the retry time; never while paused or idle, nor
-    /// while pacing (an answer to a call in flight sends what waits).
+    /// window has room; at the retry time, but not before the pacing allows
+    /// (an alarm at a time `next_batch` would refuse would fire again at
+    /// once, for ever: found by the simulator, seed 352); never while paused
+    /// or idle, nor while pacing (an answer to a call in flight sends what
+    /// waits).
     pub fn deadline(&self) -> Option<f64> {
         if self.paused || self.in_flight >= WINDOW {
             return None;
         }
         let waiting = self.pending.iter().any(|p| p.seq > self.sent_through);
+        let paced_until = (self.in_flight > 0).then(|| self.last_sent + self.srtt / WINDOW as f64);
         match (waiting, self.retry.at()) {
-            (true, Some(at)) => Some(at),
+            (true, Some(at)) => Some(paced_until.map_or(at, |p| at.max(p))),
             (true, None) if self.in_flight > 0 => None,
             (true, None) => Some(f64::NEG_INFINITY),
             (false, _) => None,
@@ -412,6 +416,27 @@ mod tests {
         idle.push(text("b")).unwrap();
         assert_eq!(idle.deadline(), Some(f64::NEG_INFINITY));
         assert!(idle.next_batch("s", 100.0).is_some());
+    }
+
+    #[test]
+    fn a_retry_is_never_due_while_the_pace_would_refuse_it() {
+        // A slow partner (a 4 s round trip: a pace of 1 s), two calls in
+        // flight, and the later one fails at once: its retry falls due
+        // (after the first back-off) while the earlier call is under way
+        // and the pace still holds.
+        let mut out = Outbound::new("m", 1, 0.0);
+        out.push(text("a")).unwrap();
+        out.next_batch("s", 0.0).unwrap();
+        out.acked(1, 4_000.0);
+        out.push(text("b")).unwrap();
+        out.next_batch("s", 4_000.0).unwrap();
+        out.push(text("c")).unwrap();
+        out.next_batch("s", 5_000.0).unwrap();
+        out.failed(5_001.0);
+        assert!(FIRST_BACKOFF_MS < 1_000.0, "the retry must fall due within the pace for this test");
+        let due = out.deadline().expect("something waits");
+        assert!(due >= 6_000.0, "due at {due}, before the pace allows a call (6000)");
+        assert!(out.next_batch("s", due).is_some(), "the alarm at the deadline sends");
     }
 
     #[test]

@@ -53,11 +53,14 @@ impl SessionCore {
     pub fn deadlines(&self) -> String {
         let record = self.record.as_ref();
         format!(
-            "away {:?} figures {:?} search {:?} links {:?} keep-alives {:?} calls {:?} synced {:?} owed {:?}",
+            "away {:?} figures {:?} search {:?} links {:?} persist {:?} checkup {:?} streams {:?} keep-alives {:?} calls {:?} synced {:?} owed {:?}",
             record.and_then(|r| r.host_away_until),
             self.figures_deadline(),
             self.search_deadline(),
             self.links_deadline(),
+            self.persist_again,
+            self.checkup_at,
+            self.streams_deadline(),
             self.sockets.values().filter(|i| i.keep_alive.is_some()).map(|i| i.keep_alive_due).reduce(f64::min),
             self.calls.values().collect::<Vec<_>>(),
             record.map(|r| (r.group.search_epoch, r.group.search.is_some(), r.group.search_synced)),
