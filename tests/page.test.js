@@ -7,9 +7,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { startRelay, ROOT } from './helpers/relay.js';
 import { browserTraffic, cutsScenario, SCENARIO_VARS } from './helpers/resume-driver.js';
+import { launchChromium } from './helpers/browser.js';
 
 const WAIT_MS = 20_000;
 const SCREENSHOT = path.join(ROOT, 'tests', 'artifacts', 'page.png');
@@ -21,10 +21,7 @@ const consoleErrors = [];
 
 before(async () => {
   relay = await startRelay({ vars: { RECONNECT_SECONDS: '30' } });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-  });
+  browser = await launchChromium();
   const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
   page = await context.newPage();
   page.on('console', (msg) => { if (msg.type() === 'error') consoleErrors.push(`console: ${msg.text()}`); });

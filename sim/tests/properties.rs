@@ -86,6 +86,13 @@ impl World {
         format!("{prefix}{}", self.counter)
     }
 
+    /// Remembers a frame tagged `tag` that `sock` is about to send, for the
+    /// checks of where it went.
+    fn note_sent(&mut self, sim: &Sim, tag: &str, sock: &Sock, secret: Option<String>, kind: Kind) {
+        let sent = Sent { sid: sock.sid.clone(), secret, sock: sock.clone(), at: sim.events as f64 + 1.0, when: sim.now, kind };
+        self.sent.insert(tag.to_string(), sent);
+    }
+
     /// Notes which sessions are linked now, from either side's record.
     fn observe(&mut self, sim: &Sim) {
         let mut now: BTreeSet<(String, String)> = BTreeSet::new();
@@ -207,51 +214,21 @@ fn apply(sim: &mut Sim, world: &mut World, action: Action) {
                 let text = if big { format!("{tag}:{}", "x".repeat(100_000)) } else { tag.clone() };
                 sim.trace.note(sim.now, || format!("  {tag} from {c:?}"));
                 let secret = sim.record(&c.sid).map(|r| r.secret);
-                world.sent.insert(
-                    tag,
-                    Sent {
-                        sid: c.sid.clone(),
-                        secret,
-                        sock: c.clone(),
-                        at: sim.events as f64 + 1.0,
-                        when: sim.now,
-                        kind: Kind::Client,
-                    },
-                );
+                world.note_sent(sim, &tag, &c, secret, Kind::Client);
                 sim.send_unsettled(&c, &text);
             }
         }
         Action::HostSend { s, n } => {
             if let Some(h) = world.hosts.get(SESSIONS[s]).filter(|h| sim.is_open(h)).cloned() {
                 let tag = world.tag('h');
-                world.sent.insert(
-                    tag.clone(),
-                    Sent {
-                        sid: h.sid.clone(),
-                        secret: None,
-                        sock: h.clone(),
-                        at: sim.events as f64 + 1.0,
-                        when: sim.now,
-                        kind: Kind::ToClient,
-                    },
-                );
+                world.note_sent(sim, &tag, &h, None, Kind::ToClient);
                 sim.send_unsettled(&h, &format!("{n}: {tag}"));
             }
         }
         Action::Broadcast { s } => {
             if let Some(h) = world.hosts.get(SESSIONS[s]).filter(|h| sim.is_open(h)).cloned() {
                 let tag = world.tag('b');
-                world.sent.insert(
-                    tag.clone(),
-                    Sent {
-                        sid: h.sid.clone(),
-                        secret: None,
-                        sock: h.clone(),
-                        at: sim.events as f64 + 1.0,
-                        when: sim.now,
-                        kind: Kind::Broadcast,
-                    },
-                );
+                world.note_sent(sim, &tag, &h, None, Kind::Broadcast);
                 sim.send_unsettled(&h, &format!("0: {tag}"));
             }
         }

@@ -3,7 +3,7 @@
 // events are recorded there, and tests await recorded events.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './browser.js';
 import { ROOT, sleep } from './relay.js';
 
 const WAIT_MS = 20_000;
@@ -116,10 +116,7 @@ export async function nodeDriver() {
 
 /** The library as the relay serves it (/relay-client.js), in headless Chromium. */
 export async function browserDriver(relayUrl) {
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-  });
+  const browser = await launchChromium();
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (err) => errors.push(err.message));

@@ -7,7 +7,7 @@
 // was announced). The library objects live in the runtime under test; tests
 // await conditions on what they recorded.
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './browser.js';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ROOT, sleep } from './relay.js';
@@ -200,10 +200,7 @@ export async function nodeTraffic() {
  * `browser` if given (left open on close), else of a browser of its own.
  */
 export async function browserTraffic(pageUrl, { browser: shared } = {}) {
-  const browser = shared ?? await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-  });
+  const browser = shared ?? await launchChromium();
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (err) => errors.push(err.message));

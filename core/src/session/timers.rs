@@ -29,43 +29,42 @@ impl SessionCore {
         self.confirm_timed_out(now, out);
     }
 
-    /// The earliest deadline: reconnect window, keep-alives, figures, the
-    /// search, the links' retries.
-    pub fn next_deadline(&self) -> Option<f64> {
-        let record = self.record.as_ref();
-        let keep_alives = self.sockets.values().filter(|i| i.keep_alive.is_some()).map(|i| i.keep_alive_due);
+    /// Every deadline the one alarm serves, by name: the reconnect window,
+    /// figures, the search, the links' retries, a write to repeat, the
+    /// check-up of stored work, resume streams to store, keep-alives. One
+    /// list for the alarm and for the trace, so the trace never leaves one
+    /// out (seed 352's alarm loop hid in a deadline the trace did not print).
+    fn named_deadlines(&self) -> [(&'static str, Option<f64>); 8] {
         [
-            record.and_then(|r| r.host_away_until),
-            self.figures_deadline(),
-            self.search_deadline(),
-            self.links_deadline(),
-            self.persist_again,
-            self.checkup_at,
-            self.streams_deadline(),
+            ("away", self.record.as_ref().and_then(|r| r.host_away_until)),
+            ("figures", self.figures_deadline()),
+            ("search", self.search_deadline()),
+            ("links", self.links_deadline()),
+            ("persist", self.persist_again),
+            ("checkup", self.checkup_at),
+            ("streams", self.streams_deadline()),
+            (
+                "keep-alives",
+                self.sockets.values().filter(|i| i.keep_alive.is_some()).map(|i| i.keep_alive_due).reduce(f64::min),
+            ),
         ]
-        .into_iter()
-        .flatten()
-        .chain(keep_alives)
-        .reduce(f64::min)
     }
 
-    /// Each deadline by name, for a trace.
+    /// The earliest deadline.
+    pub fn next_deadline(&self) -> Option<f64> {
+        self.named_deadlines().into_iter().filter_map(|(_, at)| at).reduce(f64::min)
+    }
+
+    /// Each deadline by name, and the calls and search behind them, for a trace.
     pub fn deadlines(&self) -> String {
-        let record = self.record.as_ref();
-        format!(
-            "away {:?} figures {:?} search {:?} links {:?} persist {:?} checkup {:?} streams {:?} keep-alives {:?} calls {:?} synced {:?} owed {:?}",
-            record.and_then(|r| r.host_away_until),
-            self.figures_deadline(),
-            self.search_deadline(),
-            self.links_deadline(),
-            self.persist_again,
-            self.checkup_at,
-            self.streams_deadline(),
-            self.sockets.values().filter(|i| i.keep_alive.is_some()).map(|i| i.keep_alive_due).reduce(f64::min),
-            self.calls.values().collect::<Vec<_>>(),
-            record.map(|r| (r.group.search_epoch, r.group.search.is_some(), r.group.search_synced)),
-            self.owed.cancel,
-        )
+        let mut line: Vec<String> = self.named_deadlines().iter().map(|(name, at)| format!("{name} {at:?}")).collect();
+        line.push(format!("calls {:?}", self.calls.values().collect::<Vec<_>>()));
+        line.push(format!(
+            "synced {:?}",
+            self.record.as_ref().map(|r| (r.group.search_epoch, r.group.search.is_some(), r.group.search_synced))
+        ));
+        line.push(format!("owed {:?}", self.owed.cancel));
+        line.join(" ")
     }
 
     /// Points the one alarm at the earliest deadline, when that may have

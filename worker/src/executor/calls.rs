@@ -7,7 +7,7 @@ use std::pin::Pin;
 
 use futures_util::future::{select, Either};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use worker::{Delay, Env, Result, Stub};
+use worker::{Delay, Env, Result};
 
 use crate::glue::{aggregator_stub, call, call_named, matchmaker_stub, session_stub};
 use askutron_core::aggregator::Role;
@@ -18,43 +18,40 @@ use askutron_core::session::{CallBody, Peer};
 /// it again (every call is idempotent).
 const CALL_TIMEOUT_MS: u64 = 10_000;
 
-/// The object a peer names.
-pub fn stub(env: &Env, peer: &Peer) -> Result<Stub> {
+/// The aggregator a peer names, if it names one.
+fn aggregator_role(peer: &Peer) -> Option<Role> {
     match peer {
-        Peer::Session(sid) => session_stub(env, sid),
-        Peer::Matchmaker => matchmaker_stub(env),
-        Peer::Aggregator(i) => aggregator_stub(env, &Role::Leaf(*i).name()),
-        Peer::Root => aggregator_stub(env, &Role::Root.name()),
+        Peer::Aggregator(i) => Some(Role::Leaf(*i)),
+        Peer::Root => Some(Role::Root),
+        Peer::Session(_) | Peer::Matchmaker => None,
     }
 }
 
-/// The name an aggregator learns itself by, from the calls it gets.
-pub fn aggregator_name(peer: &Peer) -> Option<String> {
-    match peer {
-        Peer::Aggregator(i) => Some(Role::Leaf(*i).name()),
-        Peer::Root => Some(Role::Root.name()),
-        _ => None,
-    }
-}
-
-/// One aggregator's call to the next one up the tree (its parent, by name).
-pub async fn send_up(env: &Env, to: Role, call: &AggregatorCall) -> Outcome {
-    let name = to.name();
-    let request = async { call_named(aggregator_stub(env, &name)?, &name, call).await };
-    within_time_limit(request).await
+/// One call to an aggregator, by its role: its name goes in the URL, since
+/// a Durable Object does not know its own (a session reporting to its leaf,
+/// an aggregator passing totals to its parent, `/stats` asking the root).
+pub async fn send_to_aggregator(env: &Env, role: Role, call: &AggregatorCall) -> Outcome {
+    let name = role.name();
+    within_time_limit(async { call_named(aggregator_stub(env, &name)?, &name, call).await }).await
 }
 
 /// Makes one call to `peer` and waits for its answer, or for the time limit.
 pub async fn send(env: &Env, peer: &Peer, body: &CallBody) -> Outcome {
-    let stub = stub(env, peer);
-    let name = aggregator_name(peer);
+    if let (Some(role), CallBody::Aggregator(c)) = (aggregator_role(peer), body) {
+        return send_to_aggregator(env, role, c).await;
+    }
     let request = async {
-        let stub = stub?;
-        match (body, name) {
-            (CallBody::Aggregator(c), Some(name)) => call_named(stub, &name, c).await,
-            (CallBody::Aggregator(c), None) => call(stub, c).await,
-            (CallBody::Session(c), _) => call(stub, c).await,
-            (CallBody::Matchmaker(c), _) => call(stub, c).await,
+        let stub = match peer {
+            Peer::Session(sid) => session_stub(env, sid)?,
+            Peer::Matchmaker => matchmaker_stub(env)?,
+            Peer::Aggregator(_) | Peer::Root => {
+                aggregator_stub(env, &aggregator_role(peer).expect("names an aggregator").name())?
+            }
+        };
+        match body {
+            CallBody::Session(c) => call(stub, c).await,
+            CallBody::Matchmaker(c) => call(stub, c).await,
+            CallBody::Aggregator(c) => call(stub, c).await,
         }
     };
     within_time_limit(request).await

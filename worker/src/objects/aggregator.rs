@@ -17,7 +17,7 @@ use worker::{Env, State};
 
 use crate::executor::aggregator_store::AggregatorStore;
 use crate::executor::alarm::set_alarm;
-use crate::executor::calls::send_up;
+use crate::executor::calls::send_to_aggregator;
 use crate::glue::{self, body_text, is_internal, now, text};
 use crate::log::emit_event;
 use askutron_core::aggregator::{AggregatorCore, Effect, Input, Role};
@@ -143,7 +143,7 @@ impl Inner {
             }
             let up = self.up.borrow_mut().take();
             let Some((to, call)) = up else { break };
-            let outcome = send_up(&self.env, to, &call).await;
+            let outcome = send_to_aggregator(&self.env, to, &call).await;
             self.step(None, Input::Answer(outcome));
         }
     }
