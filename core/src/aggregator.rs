@@ -102,7 +102,10 @@ pub enum Effect {
         entry: Option<Entry>,
     },
     /// Pass totals up to the parent; hand the answer back as `Input::Answer`.
-    PassUp { to: Role, call: AggregatorCall },
+    PassUp {
+        to: Role,
+        call: AggregatorCall,
+    },
     SetAlarm(Option<f64>),
     Log(Event),
 }
@@ -393,7 +396,8 @@ mod tests {
         assert_eq!(Role::Root.parent(), None);
         let mut branch = AggregatorCore::restore(Role::Branch(1), vec![]);
         let t = Totals { hosts: 1, clients: 2, players: 2, searching: 0 };
-        let e = branch.handle(0.0, Input::Call(AggregatorCall::Totals { v: 2, from: "leaf-40".into(), totals: t, at: 0.0 }));
+        let e = branch
+            .handle(0.0, Input::Call(AggregatorCall::Totals { v: 2, from: "leaf-40".into(), totals: t, at: 0.0 }));
         assert!(e.iter().any(|e| matches!(e, Effect::PassUp { to: Role::Root, .. })));
         assert_eq!(calls_up(&e), vec![t]);
     }

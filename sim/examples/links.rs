@@ -132,7 +132,8 @@ fn run(o: &Options, rate: f64) -> Row {
     let end = start + o.seconds * 1000.0;
     sim.meter = Some(Meter::new(start));
     let per_client_ms = 1000.0 * CLIENTS as f64 / rate;
-    let mut next_send: Vec<f64> = (0..2 * CLIENTS).map(|i| start + per_client_ms * i as f64 / (2 * CLIENTS) as f64).collect();
+    let mut next_send: Vec<f64> =
+        (0..2 * CLIENTS).map(|i| start + per_client_ms * i as f64 / (2 * CLIENTS) as f64).collect();
     let mut sent = vec![0u64; 2 * CLIENTS as usize];
     let mut got_at_host = vec![0u64; 2 * CLIENTS as usize];
     let mut got_back = vec![0u64; 2 * CLIENTS as usize];
@@ -213,7 +214,18 @@ fn main() {
         let [li, lo, si, so] = r.delays;
         println!(
             "| {:.0} | {:.0} | {:.0} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {} | {} |",
-            r.offered, r.in_link, r.out_link, li.0, li.1, li.2, lo.0, lo.1, lo.2, si.1, so.1, r.session_calls_p99,
+            r.offered,
+            r.in_link,
+            r.out_link,
+            li.0,
+            li.1,
+            li.2,
+            lo.0,
+            lo.1,
+            lo.2,
+            si.1,
+            so.1,
+            r.session_calls_p99,
             if r.exact { "yes" } else { "NO" }
         );
         ok &= r.exact;

@@ -865,7 +865,10 @@ fn report(r: &mut Run, show: Show) {
         r.looking_mean
     );
     println!("   calls/s into one object, p50/p99/max of 1 s windows:");
-    println!("   {:<24} {:>14} {:>14} {:>14} {:>14} {:>14}", "design", "matchmaker", "root", "branch", "leaf", "session");
+    println!(
+        "   {:<24} {:>14} {:>14} {:>14} {:>14} {:>14}",
+        "design", "matchmaker", "root", "branch", "leaf", "session"
+    );
     let row = |name: &str, p: &BTreeMap<Kind, (u32, u32, u32)>, before: bool| {
         let agg = |k| if before { "-".to_string() } else { triple(p[&k]) };
         println!(
@@ -1057,7 +1060,8 @@ fn targets(runs: &mut [Run], model: &Model) {
     let large = runs.iter().find(|r| r.sessions == 100_000).map(|r| (r.today.clone(), r.aggregators));
     match (small, large) {
         (Some((s, sa)), Some((l, la))) => {
-            let kinds = [(Kind::Root, "root"), (Kind::Branch, "branch"), (Kind::Leaf, "leaf"), (Kind::Session, "session")];
+            let kinds =
+                [(Kind::Root, "root"), (Kind::Branch, "branch"), (Kind::Leaf, "leaf"), (Kind::Session, "session")];
             let grown: Vec<&str> = kinds.iter().filter(|(k, _)| grew(s[k].1, l[k].1)).map(|(_, n)| *n).collect();
             let detail: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {} -> {}", s[k].1, l[k].1)).collect();
             println!(

@@ -89,7 +89,14 @@ impl World {
     /// Remembers a frame tagged `tag` that `sock` is about to send, for the
     /// checks of where it went.
     fn note_sent(&mut self, sim: &Sim, tag: &str, sock: &Sock, secret: Option<String>, kind: Kind) {
-        let sent = Sent { sid: sock.sid.clone(), secret, sock: sock.clone(), at: sim.events as f64 + 1.0, when: sim.now, kind };
+        let sent = Sent {
+            sid: sock.sid.clone(),
+            secret,
+            sock: sock.clone(),
+            at: sim.events as f64 + 1.0,
+            when: sim.now,
+            kind,
+        };
         self.sent.insert(tag.to_string(), sent);
     }
 

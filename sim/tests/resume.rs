@@ -326,7 +326,7 @@ fn a_reset_in_a_streams_first_second_is_reported_not_taken_for_a_new_stream() {
     sim.reset(&ObjectId::Session("r".into()));
     assert!(sim.state(&h).unwrap().closed_by_reset);
     sim.advance(100.0); // the host notices and comes back
-    // The host had frames 1 (connected: 1) and 2, and sent one frame.
+                        // The host had frames 1 (connected: 1) and 2, and sent one frame.
     let h2 = sim.host(&format!("id=r&secret={secret}&resume=1&have=2")).unwrap();
     let frames = sim.frames(&h2);
     assert_eq!(frames[2], ext::resume(0, true), "its frame may have been handled: it is sent again, at least once");

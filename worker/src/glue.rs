@@ -54,7 +54,9 @@ pub fn allowed_origins<R>(env: &Env, f: impl FnOnce(&AllowedOrigins) -> R) -> R 
         static ORIGINS: std::cell::OnceCell<AllowedOrigins> = const { std::cell::OnceCell::new() };
     }
     ORIGINS.with(|cell| {
-        f(cell.get_or_init(|| AllowedOrigins::from_var(env.var("ALLOWED_ORIGINS").ok().map(|v| v.to_string()).as_deref())))
+        f(cell.get_or_init(|| {
+            AllowedOrigins::from_var(env.var("ALLOWED_ORIGINS").ok().map(|v| v.to_string()).as_deref())
+        }))
     })
 }
 
